@@ -1,0 +1,540 @@
+"""Typed publish and subscribe on top of a :class:`~hardpoint.Transport`.
+
+Publishers fill the envelope header (source, epoch, sequence, time of validity,
+interface, schema id) and batch event and stream messages; subscriptions check
+every frame, count what is wrong, and hand module code only good messages.
+The order of the receive checks is normative (``IF-ENV-*`` in spec/):
+wrong interface, wrong schema id, malformed count, duplicate or replayed
+sequence, then undecodable payload; sequence gaps are counted as loss.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Final, Generic, TypeVar
+
+from google.protobuf.message import DecodeError, Message
+
+from hardpoint._batch import batch_type, item_prefix
+from hardpoint._contracts import InterfaceSpec, QosClass, file_descriptor_set, interface_spec
+from hardpoint._errors import QosError, UndeclaredInterfaceError
+from hardpoint._transport import Channel, Frame, FrameReader, FrameWriter, SchemaRecord, Transport
+
+__all__ = [
+    "BatchPolicy",
+    "Bus",
+    "Publisher",
+    "PublisherCounters",
+    "SampleInfo",
+    "Subscription",
+    "SubscriptionCounters",
+]
+
+_log = logging.getLogger("hardpoint.bus")
+
+M = TypeVar("M", bound=Message)
+
+#: Largest ``count`` a frame may claim; more is treated as malformed.
+MAX_BATCH: Final = 4096
+#: Writers tracked per subscription for sequence checks; the oldest is forgotten past this.
+MAX_TRACKED_WRITERS: Final = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPolicy:
+    """How event and stream publishers group messages into one bus sample.
+
+    A message published when the writer has been idle for ``idle_gap_s`` is
+    written at once (no added latency); messages that follow closer than that
+    are grouped until ``max_messages`` or ``max_bytes`` is reached, or at the
+    latest ``max_delay_s`` after the first of them.
+    """
+
+    max_messages: int = 256
+    max_bytes: int = 48 * 1024  # bytes; stays below DDS fragmenting into many pieces
+    max_delay_s: float = 0.002  # seconds
+    idle_gap_s: float = 0.0001  # seconds
+
+
+#: The default policy; ``None`` as a publisher's ``batch`` disables batching.
+DEFAULT_BATCH: Final = BatchPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class SampleInfo:
+    """Header of a received message (the envelope fields)."""
+
+    source: str
+    epoch: int
+    seq: int
+    stamp_ns: int
+    interface: str
+    schema_id: str
+    key: str
+
+    def to_proto(self) -> Message:
+        """The header as a ``hardpoint.core.v1.Header`` message."""
+        from hardpoint.core.v1 import header_pb2
+
+        return header_pb2.Header(
+            source=self.source,
+            epoch=self.epoch,
+            sequence=self.seq,
+            time_of_validity_ns=self.stamp_ns,
+            interface=self.interface,
+            schema_id=self.schema_id,
+            key=self.key,
+        )
+
+
+@dataclass(slots=True)
+class PublisherCounters:
+    """What one publisher has sent."""
+
+    published: int = 0  #: messages accepted by ``publish``
+    frames: int = 0  #: bus samples written (a batch is one)
+    suppressed: int = 0  #: messages dropped because the module was not active
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(slots=True)
+class SubscriptionCounters:
+    """What one subscription has received, and what it refused and why."""
+
+    delivered: int = 0  #: messages handed to module code
+    undecodable: int = 0  #: messages whose payload did not parse (or a malformed batch)
+    wrong_interface: int = 0  #: messages whose interface name differs from the subscription's
+    schema_mismatch: int = 0  #: messages whose schema id differs from the local schema
+    duplicates: int = 0  #: messages whose sequence number was already seen from that writer
+    lost: int = 0  #: sequence numbers skipped by a writer (gaps)
+    callback_errors: int = 0  #: messages whose callback raised
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @property
+    def rejected(self) -> int:
+        """All messages refused before reaching module code."""
+        return self.undecodable + self.wrong_interface + self.schema_mismatch + self.duplicates
+
+
+def _key_function(spec: InterfaceSpec) -> Callable[[Message], str] | None:
+    if not spec.keyed:
+        return None
+    names = spec.key
+    if len(names) == 1:
+        (name,) = names
+        return lambda msg: str(getattr(msg, name))
+    return lambda msg: "/".join(str(getattr(msg, n)) for n in names)
+
+
+class Publisher(Generic[M]):
+    """Publishes messages of one interface. Made by :meth:`Bus.publisher`."""
+
+    def __init__(
+        self, bus: Bus, spec: InterfaceSpec, writer: FrameWriter, batch: BatchPolicy | None
+    ) -> None:
+        self._bus = bus
+        self.spec = spec
+        self._type = spec.message_type
+        self._writer = writer
+        self._key_of = _key_function(spec)
+        self._key_seq: dict[str, int] = {}
+        self._seq = 0
+        self._lock = threading.Lock()
+        self._batch = batch if spec.qos in (QosClass.EVENT, QosClass.STREAM) else None
+        self._buf: list[bytes] = []
+        self._buf_n = 0
+        self._buf_bytes = 0
+        self._buf_stamp = 0
+        self._armed = False
+        self._last_write_ns = 0
+        self._closed = False
+        #: Counts of what this publisher has sent.
+        self.counters = PublisherCounters()
+
+    def publish(self, message: M, *, time_of_validity_ns: int | None = None) -> None:
+        """Send ``message``; the SDK fills the header.
+
+        :param time_of_validity_ns: when the content was true; defaults to now.
+        :raises TypeError: ``message`` is not of this publisher's interface type.
+        """
+        if type(message) is not self._type:
+            raise TypeError(f"publisher of {self.spec.name} got a {type(message).__name__}")
+        if not self._bus.active:
+            self.counters.suppressed += 1
+            return
+        data = message.SerializeToString()
+        stamp = time_of_validity_ns if time_of_validity_ns is not None else time.time_ns()
+        self.counters.published += 1
+        if self._key_of is not None:
+            self._write_keyed(self._key_of(message), stamp, data)
+        elif self._batch is None:
+            with self._lock:
+                self._seq += 1
+                self._write("", self._seq, 1, stamp, data)
+        else:
+            self._append(stamp, data, self._batch)
+
+    def flush(self) -> None:
+        """Write whatever is waiting in the batch now."""
+        with self._lock:
+            self._flush_locked()
+
+    def close(self) -> None:
+        """Flush and release the writer."""
+        with self._lock:
+            if self._closed:
+                return
+            self._flush_locked()
+            self._closed = True
+        self._writer.close()
+
+    def _write(self, key: str, seq: int, count: int, stamp: int, payload: bytes) -> None:
+        self._writer.write(key, seq, count, stamp, payload)
+        self.counters.frames += 1
+
+    def _write_keyed(self, key: str, stamp: int, data: bytes) -> None:
+        with self._lock:
+            seq = self._key_seq.get(key, 0) + 1
+            self._key_seq[key] = seq
+            self._write(key, seq, 1, stamp, data)
+
+    def _append(self, stamp: int, data: bytes, policy: BatchPolicy) -> None:
+        with self._lock:
+            now = time.monotonic_ns()
+            if not self._buf and now - self._last_write_ns > policy.idle_gap_s * 1e9:
+                self._seq += 1
+                self._write("", self._seq, 1, stamp, data)
+                self._last_write_ns = time.monotonic_ns()
+                return
+            if not self._buf:
+                self._buf_stamp = stamp
+            self._buf.append(item_prefix(len(data)))
+            self._buf.append(data)
+            self._buf_n += 1
+            self._buf_bytes += len(data)
+            if self._buf_n >= policy.max_messages or self._buf_bytes >= policy.max_bytes:
+                self._flush_locked()
+            elif not self._armed:
+                self._armed = True
+                self._bus.transport.call_later(policy.max_delay_s, self._timer_flush)
+
+    def _timer_flush(self) -> None:
+        with self._lock:
+            self._armed = False
+            if not self._closed:
+                self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        n = self._buf_n
+        if n == 0:
+            return
+        payload = self._buf[1] if n == 1 else b"".join(self._buf)
+        first = self._seq + 1
+        self._seq += n
+        self._buf.clear()
+        self._buf_n = 0
+        self._buf_bytes = 0
+        self._write("", first, n, self._buf_stamp, payload)
+        self._last_write_ns = time.monotonic_ns()
+
+
+class Subscription(Generic[M]):
+    """Receives messages of one interface. Made by :meth:`Bus.subscribe`.
+
+    With a callback, every good message is passed to it on the transport's
+    dispatch thread. Without one, messages wait in a bounded queue for
+    :meth:`take` or :meth:`get` (the oldest is dropped when it is full).
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        spec: InterfaceSpec,
+        callback: Callable[..., object] | None,
+        with_info: bool,
+        queue_depth: int,
+    ) -> None:
+        self._bus = bus
+        self.spec = spec
+        self._type = spec.message_type
+        self._batch_type = batch_type(spec.message_type)
+        self._callback = callback
+        self._with_info = with_info
+        self._seqs: dict[tuple[str, int, str], int] = {}
+        self._queue: deque[Any] = deque(maxlen=queue_depth)
+        self._ready = threading.Condition()
+        self._reader: FrameReader | None = None
+        #: Counts of what this subscription received and refused.
+        self.counters = SubscriptionCounters()
+
+    def _attach(self, reader: FrameReader) -> None:
+        self._reader = reader
+
+    def close(self) -> None:
+        """Stop receiving."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    # -- pull style ---------------------------------------------------------
+
+    def take(self) -> list[Any]:
+        """All queued messages (or ``(message, info)`` pairs), oldest first."""
+        with self._ready:
+            items = list(self._queue)
+            self._queue.clear()
+        return items
+
+    def get(self, timeout: float | None = None) -> Any:
+        """The oldest queued message, waiting up to ``timeout`` seconds; ``None`` on time-out."""
+        with self._ready:
+            if not self._ready.wait_for(lambda: bool(self._queue), timeout):
+                return None
+            return self._queue.popleft()
+
+    # -- receive path (dispatch thread) --------------------------------------
+
+    def _on_frames(self, frames: Sequence[Frame]) -> None:
+        for frame in frames:
+            messages = self._check(frame)
+            if messages:
+                self._dispatch(frame, messages)
+
+    def _check(self, frame: Frame) -> Sequence[Any] | None:
+        c = self.counters
+        count = frame.count
+        if frame.interface != self.spec.name:
+            c.wrong_interface += max(count, 1)
+            return None
+        if frame.schema_id != self.spec.schema_id:
+            c.schema_mismatch += max(count, 1)
+            return None
+        if count < 1 or count > MAX_BATCH:
+            c.undecodable += 1
+            return None
+        if not self._sequence_ok(frame, count):
+            return None
+        try:
+            if count == 1:
+                return (self._type.FromString(frame.payload),)
+            items: Sequence[Any] = self._batch_type.FromString(frame.payload).items  # type: ignore[attr-defined]
+        except DecodeError:
+            c.undecodable += count
+            return None
+        if len(items) != count:
+            c.undecodable += count
+            return None
+        return items
+
+    def _sequence_ok(self, frame: Frame, count: int) -> bool:
+        track = (frame.source, frame.epoch, frame.key)
+        seqs = self._seqs
+        last = seqs.get(track)
+        seq = frame.seq
+        if last is not None:
+            if seq <= last:
+                self.counters.duplicates += count
+                return False
+            if seq > last + 1:
+                self.counters.lost += seq - last - 1
+        elif len(seqs) >= MAX_TRACKED_WRITERS:
+            del seqs[next(iter(seqs))]
+        seqs[track] = seq + count - 1
+        return True
+
+    def _dispatch(self, frame: Frame, messages: Sequence[Any]) -> None:
+        c = self.counters
+        callback = self._callback
+        if self._with_info:
+            base = frame.seq
+            pairs = [
+                (m, SampleInfo(frame.source, frame.epoch, base + i, frame.stamp_ns, frame.interface, frame.schema_id, frame.key))
+                for i, m in enumerate(messages)
+            ]
+            items: Sequence[Any] = pairs
+        else:
+            items = messages
+        if callback is None:
+            with self._ready:
+                self._queue.extend(items)
+                self._ready.notify_all()
+            c.delivered += len(items)
+            return
+        for item in items:
+            try:
+                if self._with_info:
+                    callback(*item)
+                else:
+                    callback(item)
+            except Exception as e:  # module code must not take the bus down
+                c.callback_errors += 1
+                self._bus._report_callback_error(self.spec.name, e)
+            else:
+                c.delivered += 1
+
+
+class Bus:
+    """A module's view of the platform bus: typed publishers and subscriptions.
+
+    :param transport: where frames go (Cyclone DDS, or in-memory in unit tests).
+    :param module: module name stamped as the source of every sample.
+    :param provides: interfaces this module may publish; ``None`` allows all
+        (tools such as recorders and benchmarks, never modules).
+    :param requires: interfaces this module may subscribe to; ``None`` allows all.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        module: str,
+        provides: Iterable[str] | None = None,
+        requires: Iterable[str] | None = None,
+    ) -> None:
+        self.transport = transport
+        self.module = module
+        self._provides = None if provides is None else frozenset(provides)
+        self._requires = None if requires is None else frozenset(requires)
+        self._publishers: dict[type[Message], Publisher[Any]] = {}
+        self._subscriptions: list[Subscription[Any]] = []
+        self._announced: set[str] = set()
+        self._error_handler: Callable[[str, BaseException], None] | None = None
+        #: Publishing is allowed only while this is true (the module is active).
+        self.active = True
+
+    # -- publishing -----------------------------------------------------------
+
+    def publisher(
+        self, message_type: type[M], *, batch: BatchPolicy | None = DEFAULT_BATCH, history_depth: int | None = None
+    ) -> Publisher[M]:
+        """A publisher of ``message_type``; one per type and bus, made on first call.
+
+        :param batch: batching of event and stream messages; ``None`` sends each alone.
+        :param history_depth: deeper history than the contract's (never shallower).
+        :raises UndeclaredInterfaceError: the module does not provide this interface.
+        :raises ContractError: the type is not an interface.
+        """
+        existing = self._publishers.get(message_type)
+        if existing is not None:
+            return existing
+        spec = interface_spec(message_type)
+        if self._provides is not None and spec.name not in self._provides:
+            raise UndeclaredInterfaceError(module=self.module, interface=spec.name, direction="provides")
+        writer = self.transport.open_writer(self._channel(spec, history_depth))
+        self._announce(spec)
+        pub: Publisher[M] = Publisher(self, spec, writer, batch)
+        self._publishers[message_type] = pub
+        return pub
+
+    def publish(self, message: Message, *, time_of_validity_ns: int | None = None) -> None:
+        """Publish ``message`` through the publisher of its type (made on first use)."""
+        pub = self._publishers.get(type(message)) or self.publisher(type(message))
+        pub.publish(message, time_of_validity_ns=time_of_validity_ns)
+
+    # -- subscribing ----------------------------------------------------------
+
+    def subscribe(
+        self,
+        message_type: type[M],
+        callback: Callable[..., object] | None = None,
+        *,
+        with_info: bool = False,
+        queue_depth: int = 1024,
+        history_depth: int | None = None,
+    ) -> Subscription[M]:
+        """Subscribe to ``message_type``.
+
+        :param callback: called as ``callback(msg)``, or ``callback(msg, info)``
+            with ``with_info``; without a callback, use :meth:`Subscription.take`.
+        :raises UndeclaredInterfaceError: the module does not require this interface.
+        """
+        spec = interface_spec(message_type)
+        if self._requires is not None and spec.name not in self._requires:
+            raise UndeclaredInterfaceError(module=self.module, interface=spec.name, direction="requires")
+        sub: Subscription[M] = Subscription(self, spec, callback, with_info, queue_depth)
+        sub._attach(self.transport.open_reader(self._channel(spec, history_depth), sub._on_frames))
+        self._subscriptions.append(sub)
+        return sub
+
+    # -- counters and errors --------------------------------------------------
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """Counters of every publisher and subscription, by ``"pub:<interface>"`` / ``"sub:<interface>"``."""
+        out: dict[str, dict[str, int]] = {}
+        for pub in self._publishers.values():
+            out[f"pub:{pub.spec.name}"] = pub.counters.as_dict()
+        for sub in self._subscriptions:
+            name = f"sub:{sub.spec.name}"
+            merged = out.setdefault(name, dict.fromkeys(SubscriptionCounters.__slots__, 0))
+            for k, v in sub.counters.as_dict().items():
+                merged[k] += v
+        return out
+
+    def on_callback_error(self, handler: Callable[[str, BaseException], None] | None) -> None:
+        """Have ``handler(interface, error)`` called when a subscription callback raises."""
+        self._error_handler = handler
+
+    def _report_callback_error(self, interface: str, error: BaseException) -> None:
+        _log.error("module %s: callback for %s raised %r", self.module, interface, error)
+        if self._error_handler is not None:
+            self._error_handler(interface, error)
+
+    def flush(self) -> None:
+        """Write every waiting batch now."""
+        for pub in self._publishers.values():
+            pub.flush()
+
+    def close(self) -> None:
+        """Flush and close every publisher and subscription (not the transport)."""
+        for pub in self._publishers.values():
+            pub.close()
+        for sub in self._subscriptions:
+            sub.close()
+        self._publishers.clear()
+        self._subscriptions.clear()
+
+    # -- internals ------------------------------------------------------------
+
+    def _channel(self, spec: InterfaceSpec, history_depth: int | None) -> Channel:
+        depth = spec.history_depth
+        if history_depth is not None:
+            if history_depth < depth:
+                raise QosError(
+                    f"interface {spec.name}: history depth {history_depth} is below the contract's {depth}",
+                    interface=spec.name,
+                )
+            depth = history_depth
+        return Channel(
+            topic=spec.topic,
+            qos=spec.qos,
+            keyed=spec.keyed,
+            history_depth=depth,
+            interface=spec.name,
+            schema_id=spec.schema_id,
+            source=self.module,
+            epoch=int.from_bytes(os.urandom(4), "little"),
+        )
+
+    def _announce(self, spec: InterfaceSpec) -> None:
+        if spec.name in self._announced:
+            return
+        self._announced.add(spec.name)
+        self.transport.announce_schema(
+            SchemaRecord(
+                interface=spec.name,
+                schema_id=spec.schema_id,
+                topic=spec.topic,
+                qos=spec.qos.name,
+                descriptor_set=file_descriptor_set(spec.message_type.DESCRIPTOR),
+            )
+        )

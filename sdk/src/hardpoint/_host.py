@@ -1,0 +1,181 @@
+"""Hosting one module: its bus, its context, and its lifecycle.
+
+:class:`ModuleHost` is what the runtime daemon runs inside each module
+process, and what a module author uses in unit tests with the in-memory
+transport. It registers the module with pluggy against
+:mod:`hardpoint.hookspecs`, drives transitions by the pure rules of
+:mod:`hardpoint._lifecycle`, and gates publishing and timers on the state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pluggy
+
+from hardpoint import hookspecs
+from hardpoint._bus import Bus
+from hardpoint._errors import LifecycleError, ManifestError, ModuleError
+from hardpoint._lifecycle import HOOK_OF, State, Transition, next_state
+from hardpoint._manifest import Manifest
+from hardpoint._transport import Timer, Transport
+
+__all__ = ["ModuleContext", "ModuleHost"]
+
+
+class ModuleContext:
+    """What a module's hooks get: its bus, configuration, adapters, timers and log."""
+
+    def __init__(self, host: ModuleHost, config: Mapping[str, Any], adapters: Mapping[str, Any]) -> None:
+        self._host = host
+        #: The module's manifest.
+        self.manifest: Manifest = host.manifest
+        #: Module name.
+        self.name: str = host.manifest.name
+        #: The module's bus: publish what it provides, subscribe to what it requires.
+        self.bus: Bus = host.bus
+        #: The module's configuration from the platform configuration.
+        self.config: Mapping[str, Any] = config
+        #: Hardware adapters bound by the platform, by abstract name.
+        self.adapters: Mapping[str, Any] = adapters
+        #: Logger named ``hardpoint.module.<name>``.
+        self.log = logging.getLogger(f"hardpoint.module.{self.name}")
+
+    def every(self, period_s: float, callback: Callable[[], None]) -> Timer:
+        """Call ``callback`` every ``period_s`` seconds while the module is active."""
+        return self._host._timer(period_s, callback)
+
+    def now_ns(self) -> int:
+        """Current time of the bus clock (the manual clock under the in-memory transport)."""
+        return self._host.transport.now_ns()
+
+
+class ModuleHost:
+    """Runs one module on a transport and drives its lifecycle.
+
+    :param module: an object with a ``manifest`` and hook implementations.
+    :param transport: the bus to put the module on.
+    :param config: the module's configuration.
+    :param adapters: hardware adapters by abstract name.
+    :raises ManifestError: ``module.manifest`` is missing or invalid.
+    :raises ModuleError: a hook implementation does not match its specification.
+    """
+
+    def __init__(
+        self,
+        module: object,
+        transport: Transport,
+        *,
+        config: Mapping[str, Any] | None = None,
+        adapters: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.module = module
+        self.transport = transport
+        self.manifest = _manifest_of(module)
+        self.bus = Bus(transport, module=self.manifest.name, provides=self.manifest.provides, requires=self.manifest.requires)
+        self.bus.active = False
+        self._pm = pluggy.PluginManager("hardpoint")
+        self._pm.add_hookspecs(hookspecs)
+        try:
+            self._pm.register(module, name=self.manifest.name)
+        except pluggy.PluginValidationError as e:
+            raise ModuleError(f"module {self.manifest.name!r}: {e}", module=self.manifest.name) from e
+        self._timers: list[Timer] = []
+        self.state = State.UNCONFIGURED
+        #: The last error a hook raised, if any.
+        self.last_error: BaseException | None = None
+        self.ctx = ModuleContext(self, config or {}, adapters or {})
+
+    # -- transitions ------------------------------------------------------------
+
+    def configure(self) -> State:
+        return self.trigger(Transition.CONFIGURE)
+
+    def activate(self) -> State:
+        return self.trigger(Transition.ACTIVATE)
+
+    def deactivate(self) -> State:
+        return self.trigger(Transition.DEACTIVATE)
+
+    def cleanup(self) -> State:
+        return self.trigger(Transition.CLEANUP)
+
+    def shutdown(self) -> State:
+        return self.trigger(Transition.SHUTDOWN)
+
+    def trigger(self, transition: Transition) -> State:
+        """Run ``transition``'s hook and move to the resulting state.
+
+        :returns: the new state (unchanged when the hook refused).
+        :raises LifecycleError: the transition is not allowed in the current state.
+        """
+        target = next_state(self.state, transition, module=self.manifest.name)
+        if transition is Transition.ACTIVATE:
+            self.bus.active = True
+        hook = getattr(self._pm.hook, HOOK_OF[transition])
+        try:
+            result = hook(ctx=self.ctx)
+        except Exception as e:
+            self.bus.active = False
+            self._stop_timers()
+            return self._error(e)
+        refused = result is False and transition is not Transition.SHUTDOWN
+        if refused:
+            self.bus.active = self.state is State.ACTIVE
+            return self.state
+        self._enter(target)
+        return self.state
+
+    def _enter(self, state: State) -> None:
+        self.state = state
+        self.bus.active = state is State.ACTIVE
+        if state in (State.UNCONFIGURED, State.FINALIZED):
+            self._stop_timers()
+        if state is State.FINALIZED:
+            self.bus.close()
+
+    def _error(self, error: Exception) -> State:
+        self.last_error = error
+        self.state = State.ERROR_PROCESSING
+        try:
+            recovered = self._pm.hook.on_error(ctx=self.ctx, error=error)
+        except Exception as e:
+            self.ctx.log.exception("on_error raised while handling %r", error)
+            self.last_error = e
+            recovered = False
+        self._enter(State.FINALIZED if recovered is False else State.UNCONFIGURED)
+        return self.state
+
+    # -- timers -------------------------------------------------------------------
+
+    def _timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
+        if self.state is State.FINALIZED:
+            raise LifecycleError(f"module {self.manifest.name!r} is finalized", module=self.manifest.name, state="finalized")
+
+        def tick() -> None:
+            if self.state is State.ACTIVE:
+                try:
+                    callback()
+                except Exception as e:
+                    self.bus._report_callback_error("timer", e)
+
+        timer = self.transport.call_later(period_s, tick, period_s=period_s)
+        self._timers.append(timer)
+        return timer
+
+    def _stop_timers(self) -> None:
+        for t in self._timers:
+            t.cancel()
+        self._timers.clear()
+
+
+def _manifest_of(module: object) -> Manifest:
+    raw = getattr(module, "manifest", None)
+    where = f"module object {type(module).__qualname__}"
+    if isinstance(raw, Manifest):
+        return raw
+    if isinstance(raw, Mapping):
+        return Manifest.load(raw, origin=where)
+    raise ManifestError(f"{where} has no 'manifest' (a hardpoint.Manifest)")
