@@ -180,7 +180,7 @@ def _check_key(descriptor: Descriptor, key: tuple[str, ...]) -> None:
 
 
 def _is_repeated(fd: FieldDescriptor) -> bool:
-    return bool(getattr(fd, "is_repeated", fd.label == FieldDescriptor.LABEL_REPEATED))
+    return bool(fd.is_repeated)
 
 
 @functools.cache

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+import time
+from typing import Any, Final
 
 import pluggy
 
@@ -23,6 +24,8 @@ from hardpoint._manifest import Manifest
 from hardpoint._transport import Timer, Transport
 
 __all__ = ["ModuleContext", "ModuleHost"]
+
+_STATUS_NAMES: Final = frozenset({"ok", "degraded", "failed"})
 
 
 class ModuleContext:
@@ -51,6 +54,18 @@ class ModuleContext:
         """Current time of the bus clock (the manual clock under the in-memory transport)."""
         return self._host.transport.now_ns()
 
+    def set_health(self, status: str, reason: str = "") -> None:
+        """Report the module's own judgement: ``"ok"``, ``"degraded"`` or ``"failed"``, with a reason.
+
+        The heartbeat carries it from the next beat on (at once when it changes).
+        """
+        if status not in _STATUS_NAMES:
+            raise ValueError(f"health status must be one of {sorted(_STATUS_NAMES)}, not {status!r}")
+        changed = (status, reason) != (self._host.health_status, self._host.health_reason)
+        self._host.health_status, self._host.health_reason = status, reason
+        if changed:
+            self._host.beat()
+
 
 class ModuleHost:
     """Runs one module on a transport and drives its lifecycle.
@@ -59,6 +74,8 @@ class ModuleHost:
     :param transport: the bus to put the module on.
     :param config: the module's configuration.
     :param adapters: hardware adapters by abstract name.
+    :param node: name of the compute node, carried in the heartbeat.
+    :param health_period_s: heartbeat period (``hardpoint.core.v1.ModuleHealth``); ``None`` for none.
     :raises ManifestError: ``module.manifest`` is missing or invalid.
     :raises ModuleError: a hook implementation does not match its specification.
     """
@@ -70,6 +87,8 @@ class ModuleHost:
         *,
         config: Mapping[str, Any] | None = None,
         adapters: Mapping[str, Any] | None = None,
+        node: str = "",
+        health_period_s: float | None = 1.0,
     ) -> None:
         self.module = module
         self.transport = transport
@@ -87,6 +106,23 @@ class ModuleHost:
         #: The last error a hook raised, if any.
         self.last_error: BaseException | None = None
         self.ctx = ModuleContext(self, config or {}, adapters or {})
+        self.node = node
+        self.health_status = "ok"
+        self.health_reason = ""
+        self._started = time.monotonic()
+        self._health_bus: Bus | None = None
+        if health_period_s is not None:
+            # The heartbeat is the SDK's, not the module's: it needs no manifest entry.
+            self._health_bus = Bus(transport, module=self.manifest.name)
+            transport.call_later(0.0, self.beat, period_s=health_period_s)
+
+    def beat(self) -> None:
+        """Publish one heartbeat now (the timer does it every period and on every change)."""
+        if self._health_bus is None:
+            return
+        from hardpoint._health import health_message
+
+        self._health_bus.publish(health_message(self))
 
     # -- transitions ------------------------------------------------------------
 
@@ -133,12 +169,18 @@ class ModuleHost:
         self.bus.active = state is State.ACTIVE
         if state in (State.UNCONFIGURED, State.FINALIZED):
             self._stop_timers()
+        self.beat()
         if state is State.FINALIZED:
             self.bus.close()
+            if self._health_bus is not None:
+                self._health_bus.close()
+                self._health_bus = None
 
     def _error(self, error: Exception) -> State:
         self.last_error = error
         self.state = State.ERROR_PROCESSING
+        self.health_status, self.health_reason = "failed", f"{type(error).__name__}: {error}"
+        self.beat()
         try:
             recovered = self._pm.hook.on_error(ctx=self.ctx, error=error)
         except Exception as e:

@@ -1,0 +1,42 @@
+"""Manifest validation names the field and the reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from hardpoint import Manifest, ManifestError
+
+GOOD = {
+    "name": "nav",
+    "version": "1.2.0",
+    "supplier": "acme",
+    "provides": ["hardpoint.nav.v1.NavState"],
+    "requires": [],
+}
+
+
+def test_valid_manifest_loads() -> None:
+    m = Manifest.load(GOOD)
+    assert m.provides == ("hardpoint.nav.v1.NavState",)
+    assert m.isolation == "process"
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "reason"),
+    [
+        ({"name": "Nav!"}, "name", "pattern"),
+        ({"version": "one"}, "version", "PEP 440"),
+        ({"supplier": ""}, "supplier", "at least 1"),
+        ({"provides": ["nav.NavState"]}, "provides", "not an interface name"),
+        ({"requires": ["hardpoint.nav.v1.NavState", "hardpoint.nav.v1.NavState"]}, "requires", "twice"),
+        ({"isolation": "container"}, "isolation", "process"),
+        ({"colour": "blue"}, "colour", "Extra inputs"),
+    ],
+)
+def test_invalid_manifest_names_field_and_reason(change: dict[str, object], field: str, reason: str) -> None:
+    with pytest.raises(ManifestError) as info:
+        Manifest.load({**GOOD, **change}, origin="nav/manifest.toml")
+    text = str(info.value)
+    assert text.startswith("nav/manifest.toml: invalid manifest")
+    assert field in text
+    assert reason in text

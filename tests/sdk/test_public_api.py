@@ -1,0 +1,42 @@
+"""The public names of the SDK are pinned: adding or removing one is a decision."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import hardpoint
+import hardpoint.testing
+
+EXPECTED = {
+    "BatchPolicy", "Bus", "Channel", "ContractError", "CycloneTransport", "FieldRule", "Frame", "FrameReader",
+    "FrameWriter", "HardpointError", "InterfaceSpec", "LifecycleError", "Manifest", "ManifestError",
+    "ModuleContext", "ModuleError", "ModuleHost", "Publisher", "PublisherCounters", "QosClass", "QosError",
+    "SampleInfo", "SchemaRecord", "State", "Subscription", "SubscriptionCounters", "Timer", "Transition",
+    "Transport", "TransportError", "UndeclaredInterfaceError", "__version__", "all_interfaces", "hookimpl",
+    "interface_spec",
+}  # fmt: skip
+
+
+def test_all_is_pinned() -> None:
+    assert set(hardpoint.__all__) == EXPECTED
+    assert hardpoint.testing.__all__ == ["InMemoryTransport", "MemoryFrame"]
+
+
+def test_every_public_name_resolves() -> None:
+    for name in hardpoint.__all__:
+        assert getattr(hardpoint, name) is not None
+
+
+def test_errors_share_one_root() -> None:
+    for name in hardpoint.__all__:
+        obj = getattr(hardpoint, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, hardpoint.HardpointError)
+            assert name.endswith("Error")
+
+
+def test_import_is_light() -> None:
+    code = "import sys, hardpoint; print(sorted(m for m in sys.modules if m.split('.')[0] in ('google', 'cyclonedds', 'grpc', 'pydantic')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
