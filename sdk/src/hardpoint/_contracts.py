@@ -142,11 +142,29 @@ def file_descriptor_set(descriptor: Descriptor) -> bytes:
     return fds.SerializeToString(deterministic=True)
 
 
+def _wire_shape(descriptor: Descriptor, out: dict[str, list[tuple[object, ...]]]) -> None:
+    """Collect what decides the wire format: every field's name, number, type and cardinality."""
+    if descriptor.full_name in out:
+        return
+    rows: list[tuple[object, ...]] = []
+    out[descriptor.full_name] = rows
+    for fd in sorted(descriptor.fields, key=lambda f: f.number):
+        ref = ""
+        if fd.message_type is not None:
+            ref = fd.message_type.full_name
+            _wire_shape(fd.message_type, out)
+        elif fd.enum_type is not None:
+            ref = fd.enum_type.full_name + ":" + ",".join(f"{v.name}={v.number}" for v in fd.enum_type.values)
+        rows.append((fd.number, fd.name, fd.type, fd.is_repeated, ref))
+
+
 def _schema_id(descriptor: Descriptor) -> str:
-    digest = hashlib.sha256(descriptor.full_name.encode())
-    for f in _file_closure(descriptor.file):
-        digest.update(f.serialized_pb)
-    return digest.hexdigest()[:16]
+    # Only the wire shape counts: comments, options (contract text, constraints)
+    # and unrelated messages of the same file leave the identity unchanged.
+    shape: dict[str, list[tuple[object, ...]]] = {}
+    _wire_shape(descriptor, shape)
+    text = repr((descriptor.full_name, sorted(shape.items())))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _field_rules(descriptor: Descriptor) -> tuple[FieldRule, ...]:

@@ -124,6 +124,14 @@ class ModuleHost:
 
         self._health_bus.publish(health_message(self))
 
+    @staticmethod
+    def manifest_of(module: object) -> Manifest:
+        """The validated manifest of a module object.
+
+        :raises ManifestError: it has none, or it is invalid.
+        """
+        return _manifest_of(module)
+
     # -- transitions ------------------------------------------------------------
 
     def configure(self) -> State:
