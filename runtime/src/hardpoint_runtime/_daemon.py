@@ -1,0 +1,504 @@
+"""hardpointd: runs the modules of one node of a platform.
+
+Start-up: read and validate the platform configuration, find the installed
+modules, read their manifests (in a separate process), resolve the whole
+platform (all nodes) with the pure resolver, refuse to start anything if the
+platform has configuration errors, then start this node's modules in
+dependency order, each in its own worker process, and drive each to its
+target state. A monitor thread watches exits and heartbeats and restarts by
+the restart policy. The management API serves the :class:`PlatformControl`
+view of all this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hardpoint_runtime._control import EventRecord, ModuleStatus, PlatformHealth, TopicInfo, UnmetRequirement
+from hardpoint_runtime._policy import RestartPolicy
+from hardpoint_runtime._process import ModuleProcess, WorkerError, describe_exit
+
+__all__ = ["Daemon", "main"]
+
+_log = logging.getLogger("hardpoint.daemon")
+
+#: How often the monitor looks at exits, heartbeats and due restarts.
+MONITOR_PERIOD_S = 0.05
+#: How long a worker may take to load its module and answer a transition.
+WORKER_TIMEOUT_S = 30.0
+_TRANSITIONS = ("configure", "activate", "deactivate", "cleanup", "shutdown")
+_ORDER = {"unconfigured": 0, "inactive": 1, "active": 2}
+
+
+@dataclass
+class _Module:
+    """The daemon's record of one module of the platform."""
+
+    name: str
+    node: str
+    local: bool
+    version: str = ""
+    supplier: str = ""
+    provides: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
+    entry: Any = None  # the ModuleEntry from the configuration
+    dist: Any = None  # ModuleDistribution
+    unmet: tuple[UnmetRequirement, ...] = ()
+    state: str = "not_started"
+    target: str = "active"
+    health: str = "unknown"
+    reason: str = ""
+    restarts: int = 0
+    failed: bool = False
+    process: ModuleProcess | None = None
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
+    restart_at: float | None = None
+    last_beat: float = -1.0
+    beat_state: str = ""
+    counters: dict[str, int] = field(default_factory=dict)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+
+class Daemon:
+    """One node's daemon; implements :class:`hardpoint_runtime._control.PlatformControl`."""
+
+    def __init__(self, config_path: Path, *, node: str | None = None) -> None:
+        from hardpoint_runtime._config import load_config
+
+        self.config_path = Path(config_path)
+        self.config = load_config(self.config_path)
+        self.node = node or self.config.node
+        self.state_dir = Path(self.config.platform.state_dir)
+        self.modules: dict[str, _Module] = {}
+        self.platform_errors: list[str] = []
+        self._stop = threading.Event()
+        self._events_cond = threading.Condition()
+        self._monitor: threading.Thread | None = None
+        self._transport: Any = None
+        self._bus: Any = None
+        self._server: Any = None
+        self._metrics: Any = None
+        self._topics: Any = None
+        self.store: Any = None
+
+    # -- start and stop ----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Resolve the platform and start this node's modules.
+
+        :raises ResolutionError: the platform has configuration errors; nothing was started.
+        """
+        from hardpoint_runtime._store import StateStore
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.store = StateStore(self.state_dir / "state.db")
+        self._resolve()
+        self._open_bus()
+        self.event("daemon_started", detail={"node": self.node, "platform": self.config.platform.name})
+        for name in self._start_order:
+            m = self.modules[name]
+            if m.local and not m.unmet:
+                self._spawn(m)
+        self._monitor = threading.Thread(target=self._monitor_loop, name="hardpointd-monitor", daemon=True)
+        self._monitor.start()
+        self._serve_management()
+
+    def stop(self) -> None:
+        """Stop every local module in reverse dependency order, then the daemon."""
+        self._stop.set()
+        if self._monitor is not None:
+            self._monitor.join(timeout=5)
+        for name in reversed(self._start_order):
+            m = self.modules.get(name)
+            if m is not None and m.process is not None:
+                m.process.stop(timeout_s=self.config.supervision.stop_timeout_s)
+                m.process = None
+                m.state = "finalized"
+        if self._server is not None:
+            self._server.stop(grace=1.0).wait()
+        if self._metrics is not None:
+            self._metrics.shutdown()
+        if self._topics is not None:
+            self._topics.close()
+        if self._transport is not None:
+            self._transport.close()
+        if self.store is not None:
+            self.event("daemon_stopped", detail={"node": self.node})
+            self.store.close()
+        with self._events_cond:
+            self._events_cond.notify_all()
+
+    # -- resolution --------------------------------------------------------------------
+
+    def _resolve(self) -> None:
+        from hardpoint import all_interfaces
+
+        from hardpoint_runtime._errors import ResolutionError
+        from hardpoint_runtime._inspect import inspect_modules
+        from hardpoint_runtime._plugins import find_modules, pick_version, store_paths
+        from hardpoint_runtime._resolve import Candidate, InterfaceInfo, resolve
+
+        paths = store_paths(self.state_dir / "modules")
+        installed = find_modules(paths)
+        manifests = inspect_modules(paths)
+        candidates = []
+        old = self.modules
+        self.modules = {}
+        for entry in self.config.modules:
+            if not entry.enabled:
+                continue
+            node = entry.node or self.config.node
+            m = old.get(entry.name) or _Module(entry.name, node, node == self.node)
+            m.node, m.local, m.entry = node, node == self.node, entry
+            self._apply_policy(m)
+            dist, why = pick_version(entry.name, entry.version, installed)
+            manifest = None
+            if dist is not None:
+                found = manifests.get(f"{entry.name}=={dist.version}", {})
+                if "manifest" in found:
+                    manifest = self._manifest(found["manifest"])
+                    m.version, m.supplier = manifest.version, manifest.supplier
+                    m.provides, m.requires = manifest.provides, manifest.requires
+                else:
+                    why = f"module {entry.name!r} {dist.version} does not load: {found.get('error', 'unknown error')}"
+            m.dist = dist
+            self.modules[entry.name] = m
+            candidates.append(Candidate(name=entry.name, node=node, manifest=manifest, reason_missing=why))
+        interfaces = {n: InterfaceInfo(name=n, single_writer=s.single_writer) for n, s in all_interfaces().items()}
+        resolution = resolve(candidates, interfaces)
+        self.platform_errors = list(resolution.errors)
+        if resolution.errors:
+            raise ResolutionError("platform configuration refused, nothing started:\n  " + "\n  ".join(resolution.errors))
+        self._start_order = list(resolution.start_order)
+        for name, m in self.modules.items():
+            unmet = resolution.blocked.get(name, [])
+            m.unmet = tuple(UnmetRequirement(u.interface, u.major, u.reason) for u in unmet)
+            if m.unmet:
+                m.state, m.reason = "not_started", "; ".join(f"{u.interface}: {u.reason}" for u in m.unmet)
+                self.event("module_blocked", module=name, severity="warning", detail={"reason": m.reason})
+            stored = self.store.get(name) if self.store is not None else None
+            if stored is not None:
+                m.target = stored.target_state
+                m.failed = bool(stored.failed)
+
+    @staticmethod
+    def _manifest(data: dict[str, Any]) -> Any:
+        from hardpoint import Manifest
+
+        return Manifest.load(data)
+
+    def _apply_policy(self, m: _Module) -> None:
+        s = self.config.supervision
+        p = m.policy
+        p.intensity, p.period_s = s.restart_intensity, s.restart_period_s
+        p.backoff_initial_s, p.backoff_max_s = s.backoff_initial_s, s.backoff_max_s
+
+    # -- the bus: heartbeats and topics ------------------------------------------------
+
+    def _open_bus(self) -> None:
+        import hardpoint
+        from hardpoint.core.v1 import health_pb2
+
+        from hardpoint_runtime._topics import TopicMonitor
+
+        self._transport = hardpoint.CycloneTransport(domain_id=self.config.platform.domain_id)
+        self._bus = hardpoint.Bus(self._transport, module=f"hardpointd.{self.node}")
+        self._bus.subscribe(health_pb2.ModuleHealth, self._on_health)
+        self._topics = TopicMonitor(self._transport)
+
+    def _on_health(self, beat: Any) -> None:
+        from hardpoint.core.v1 import health_pb2
+
+        m = self.modules.get(beat.module)
+        if m is None:
+            return
+        state = health_pb2.LifecycleState.Name(beat.lifecycle_state).removeprefix("LIFECYCLE_STATE_").lower()
+        status = health_pb2.HealthStatus.Name(beat.status).removeprefix("HEALTH_STATUS_").lower()
+        # No lock: this runs on the bus dispatch thread, which must never wait for a slow spawn.
+        m.last_beat = time.monotonic()
+        m.beat_state = state
+        m.health = status
+        m.counters = dict(beat.counters)
+        if not m.local:
+            m.state, m.version = state, beat.version or m.version
+        if status != "ok" and beat.reason:
+            m.reason = beat.reason
+
+    # -- supervision ---------------------------------------------------------------------
+
+    def _spec(self, m: _Module) -> dict[str, Any]:
+        adapters = {name: {"driver": b.driver, "config": dict(b.config)} for name, b in self.config.adapters.items()}
+        return {
+            "module": m.name,
+            "entry_point": m.dist.entry_point,
+            "paths": [m.dist.path] if m.dist.path else [],
+            "domain_id": self.config.platform.domain_id,
+            "node": self.node,
+            "config": dict(m.entry.config),
+            "adapters": adapters,
+            "health_period_s": 1.0,
+        }
+
+    def _spawn(self, m: _Module) -> None:
+        """Start m's worker and drive it to its target state; on failure, treat it as a death."""
+        with m.lock:
+            if m.failed:
+                m.state = "failed"
+                return
+            m.state = "starting"
+            proc = ModuleProcess(m.name, self._spec(m), self.state_dir / "logs" / f"{m.name}.log")
+            try:
+                proc.start(timeout_s=WORKER_TIMEOUT_S)
+            except WorkerError as e:
+                self._died(m, str(e))
+                return
+            m.process = proc
+            m.last_beat = time.monotonic()
+            m.state = "unconfigured"
+            self.event("module_started", module=m.name, detail={"pid": str(proc.pid), "version": m.version})
+            self._drive(m, m.target)
+
+    def _drive(self, m: _Module, target: str) -> None:
+        from hardpoint import State
+        from hardpoint._lifecycle import path_to
+
+        if m.process is None:
+            return
+        for transition in path_to(State(m.state), State(target)) if m.state in _ORDER or target == "finalized" else []:
+            reply = m.process.request("transition", timeout_s=WORKER_TIMEOUT_S, transition=transition.value)
+            m.state = reply.get("state", m.state)
+            if not reply.get("ok") or reply.get("error"):
+                m.reason = reply.get("error") or f"{transition.value} refused"
+                self.event("transition_failed", module=m.name, severity="warning",
+                           detail={"transition": transition.value, "reason": m.reason})
+                break
+            self.event("state_changed", module=m.name, detail={"state": m.state, "transition": transition.value})
+
+    def _died(self, m: _Module, cause: str) -> None:
+        if m.process is not None:
+            m.process.kill()
+            m.process = None
+        decision = m.policy.on_exit(time.monotonic(), cause)
+        if decision.restart:
+            m.restarts += 1
+            m.state, m.reason = "restarting", decision.reason
+            m.restart_at = time.monotonic() + decision.delay_s
+            if self.store is not None:
+                self.store.record_restart(m.name, cause)
+            self.event("module_restarting", module=m.name, severity="warning", detail={"reason": decision.reason})
+        else:
+            m.state, m.reason, m.failed, m.restart_at = "failed", decision.reason, True, None
+            if self.store is not None:
+                self.store.mark_failed(m.name, decision.reason)
+            self.event("module_failed", module=m.name, severity="error", detail={"reason": decision.reason})
+
+    def _monitor_loop(self) -> None:
+        deadline = self.config.supervision.heartbeat_deadline_s
+        while not self._stop.wait(MONITOR_PERIOD_S):
+            now = time.monotonic()
+            for m in list(self.modules.values()):
+                if not m.local or m.failed:
+                    continue
+                try:
+                    self._check(m, now, deadline)
+                except Exception:  # the monitor must survive anything one module does
+                    _log.exception("monitor: checking module %s failed", m.name)
+
+    def _check(self, m: _Module, now: float, deadline: float) -> None:
+        # A module being spawned holds its lock for seconds; skip it rather than stall the monitor.
+        if not m.lock.acquire(blocking=False):
+            return
+        try:
+            self._check_locked(m, now, deadline)
+        finally:
+            m.lock.release()
+
+    def _check_locked(self, m: _Module, now: float, deadline: float) -> None:
+        proc = m.process
+        if proc is not None:
+            code = proc.exit_code()
+            if code is not None:
+                self._died(m, f"module {m.name!r} process {describe_exit(code)}")
+            elif m.last_beat > 0 and now - m.last_beat > deadline:
+                age = now - m.last_beat
+                self._died(m, f"module {m.name!r} sent no heartbeat for {age:.1f} s (deadline {deadline:g} s)")
+        elif m.restart_at is not None and now >= m.restart_at:
+            m.restart_at = None
+            m.state = "starting"
+            threading.Thread(target=self._spawn, args=(m,), name=f"spawn-{m.name}", daemon=True).start()
+
+    # -- events ----------------------------------------------------------------------------
+
+    def event(self, kind: str, *, module: str | None = None, severity: str = "info", detail: dict[str, str] | None = None) -> None:
+        """Record an event in the state store and wake event watchers."""
+        if self.store is not None:
+            self.store.append_event(kind, module=module, severity=severity, **(detail or {}))
+        _log.log(logging.WARNING if severity != "info" else logging.INFO, "%s %s %s", kind, module or "-", detail or "")
+        with self._events_cond:
+            self._events_cond.notify_all()
+
+    # -- PlatformControl --------------------------------------------------------------------
+
+    def _status(self, m: _Module) -> ModuleStatus:
+        age = time.monotonic() - m.last_beat if m.last_beat > 0 else -1.0
+        state = m.state
+        if not m.local and m.last_beat > 0 and age > self.config.supervision.heartbeat_deadline_s:
+            state = "remote_lost"
+        return ModuleStatus(
+            name=m.name, version=m.version, supplier=m.supplier, node=m.node, state=state, target_state=m.target,
+            health=m.health if state not in ("failed", "not_started", "remote_lost") else "failed",
+            reason=m.reason, pid=m.process.pid if m.process is not None else 0, restarts=m.restarts,
+            provides=m.provides, requires=m.requires, unmet=m.unmet, counters=dict(m.counters),
+            heartbeat_age_s=age, local=m.local,
+        )  # fmt: skip
+
+    def list_modules(self) -> list[ModuleStatus]:
+        return [self._status(m) for m in sorted(self.modules.values(), key=lambda m: m.name)]
+
+    def get_module(self, name: str) -> ModuleStatus:
+        if name not in self.modules:
+            raise KeyError(f"no module {name!r} on platform {self.config.platform.name!r}")
+        return self._status(self.modules[name])
+
+    def change_state(self, name: str, transition: str) -> ModuleStatus:
+        m = self.modules.get(name)
+        if m is None:
+            raise KeyError(f"no module {name!r} on platform {self.config.platform.name!r}")
+        if not m.local:
+            raise ValueError(f"module {name!r} runs on node {m.node!r}; ask that node's daemon")
+        with m.lock:
+            if transition == "restart":
+                m.failed = False
+                m.policy.reset()
+                if self.store is not None:
+                    self.store.clear_failed(name)
+                if m.process is not None:
+                    m.process.stop(timeout_s=self.config.supervision.stop_timeout_s)
+                    m.process = None
+                if m.unmet:
+                    raise ValueError(f"module {name!r} cannot start: {m.reason}")
+                self._spawn(m)
+                return self._status(m)
+            if transition not in _TRANSITIONS:
+                raise ValueError(f"unknown transition {transition!r}")
+            if m.process is None:
+                raise ValueError(f"module {name!r} is not running (state {m.state}): {m.reason}")
+            reply = m.process.request("transition", timeout_s=WORKER_TIMEOUT_S, transition=transition)
+            if not reply.get("ok"):
+                raise ValueError(str(reply.get("error")))
+            m.state = str(reply.get("state"))
+            if m.state in _ORDER or m.state == "finalized":
+                m.target = m.state
+                if self.store is not None:
+                    self.store.set_target(name, m.state)
+            self.event("state_changed", module=name, detail={"state": m.state, "transition": transition, "by": "operator"})
+            return self._status(m)
+
+    def health(self) -> PlatformHealth:
+        reasons = list(self.platform_errors)
+        mods = self.list_modules()
+        for s in mods:
+            if s.state != s.target_state or s.health not in ("ok",):
+                reasons.append(f"{s.name}: {s.state}" + (f" ({s.reason})" if s.reason else ""))
+        active = sum(1 for s in mods if s.state == "active")
+        return PlatformHealth(
+            status="ok" if not reasons else "degraded",
+            reasons=tuple(reasons),
+            platform=self.config.platform.name,
+            node=self.node,
+            modules_total=len(mods),
+            modules_active=active,
+        )
+
+    def events(self, since_id: int = 0, *, follow: bool = False, timeout_s: float | None = None) -> Iterator[EventRecord]:
+        last = since_id
+        end = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            batch = self.store.events(since_id=last, limit=1000)
+            for e in batch:
+                last = e.id
+                yield EventRecord(e.id, e.time_ns, e.kind, e.severity, e.module or "", dict(e.detail))
+            if not follow or self._stop.is_set():
+                return
+            if not batch:
+                remaining = None if end is None else end - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return
+                with self._events_cond:
+                    self._events_cond.wait(0.5 if remaining is None else min(0.5, remaining))
+
+    def topics(self) -> list[TopicInfo]:
+        return self._topics.snapshot() if self._topics is not None else []
+
+    def reload(self) -> list[str]:
+        from hardpoint_runtime._config import load_config
+
+        self.config = load_config(self.config_path)
+        before = {n: (m.state, m.unmet) for n, m in self.modules.items()}
+        self._resolve()
+        changes = []
+        for name in self._start_order:
+            m = self.modules[name]
+            if m.local and not m.unmet and m.process is None and not m.failed and m.restart_at is None:
+                self._spawn(m)
+                changes.append(f"started {name}")
+        for name in set(before) - set(self.modules):
+            changes.append(f"removed {name}")
+        self.event("config_reloaded", detail={"changes": "; ".join(changes) or "none"})
+        return changes
+
+    # -- management endpoint -------------------------------------------------------------------
+
+    def _serve_management(self) -> None:
+        from hardpoint_runtime._management import serve
+
+        mgmt = self.config.management
+        self._server = serve(self, socket_path=Path(mgmt.socket), tcp=mgmt.tcp, tls=_tls(mgmt))
+        if self.config.metrics.enabled:
+            from hardpoint_runtime._metrics import start_metrics
+
+            self._metrics = start_metrics(self, self.config.metrics.address, self.config.metrics.port)
+
+    def wait(self) -> None:
+        """Block until :meth:`stop` is called or a signal arrives."""
+        while not self._stop.wait(0.5):
+            pass
+
+
+def _tls(mgmt: Any) -> Any:
+    if not mgmt.tcp:
+        return None
+    from hardpoint_runtime._management import TlsFiles
+
+    return TlsFiles(cert=Path(mgmt.tls_cert), key=Path(mgmt.tls_key), client_ca=Path(mgmt.client_ca))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``hardpointd CONFIG [--node NAME]``."""
+    from hardpoint import HardpointError
+
+    parser = argparse.ArgumentParser(prog="hardpointd", description="Run the modules of one node of a platform.")
+    parser.add_argument("config", type=Path, help="platform configuration (TOML)")
+    parser.add_argument("--node", help="this computer's node name (default: the configuration's)")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format='{"t":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}')
+    try:
+        daemon = Daemon(args.config, node=args.node)
+        daemon.start()
+    except HardpointError as e:
+        print(f"hardpointd: {e}", file=__import__("sys").stderr)
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: daemon._stop.set())
+    signal.signal(signal.SIGINT, lambda *_: daemon._stop.set())
+    daemon.wait()
+    daemon.stop()
+    return 0
