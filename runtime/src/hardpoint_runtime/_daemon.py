@@ -152,10 +152,8 @@ class Daemon:
         candidates = []
         old = self.modules
         self.modules = {}
-        for entry in self.config.modules:
-            if not entry.enabled:
-                continue
-            node = entry.node or self.config.node
+        for entry in self.config.enabled_modules:
+            node = self.config.node_of(entry)
             m = old.get(entry.name) or _Module(entry.name, node, node == self.node)
             m.node, m.local, m.entry = node, node == self.node, entry
             self._apply_policy(m)
@@ -182,7 +180,7 @@ class Daemon:
             unmet = resolution.blocked.get(name, [])
             m.unmet = tuple(UnmetRequirement(u.interface, u.major, u.reason) for u in unmet)
             if m.unmet:
-                m.state, m.reason = "not_started", "; ".join(f"{u.interface}: {u.reason}" for u in m.unmet)
+                m.state, m.reason = "not_started", "; ".join(str(u) for u in unmet)
                 self.event("module_blocked", module=name, severity="warning", detail={"reason": m.reason})
             stored = self.store.get(name) if self.store is not None else None
             if stored is not None:
@@ -478,7 +476,7 @@ def _tls(mgmt: Any) -> Any:
         return None
     from hardpoint_runtime._management import TlsFiles
 
-    return TlsFiles(cert=Path(mgmt.tls_cert), key=Path(mgmt.tls_key), client_ca=Path(mgmt.client_ca))
+    return TlsFiles(cert=Path(mgmt.tls_cert), key=Path(mgmt.tls_key), ca=Path(mgmt.client_ca))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,284 @@
+"""Private-API shim for cyclonedds-python 11.0.1: bytes payloads and raw sample I/O.
+
+**Everything in this module relies on internals of cyclonedds-python that are
+not public API.** It is the only module of hardpoint that does; the version is
+pinned (``cyclonedds==11.0.1``) and checked when this module is imported, and
+``tests/sdk/test_dds_bytes.py`` proves each trick against the library.
+
+Why it exists (measured, see ``shared/anchors/performance.md`` and the
+transport's report):
+
+* In 11.0.1 a ``sequence[uint8]`` member is (de)serialised as a Python list of
+  ints (2.7x slower at 1 KiB, 40x at 64 KiB), and a plain ``bytes`` annotation
+  is refused at topic creation. :func:`use_bytes` keeps the IDL type
+  ``sequence<uint8>`` (what the XTypes type object and other tools see) but
+  swaps the member's machine for the library's internal ``BytesMachine``,
+  whose wire format is identical, so Python reads and writes :class:`bytes`.
+  Internals touched: ``IDL.populate``, ``IDL.v1_machine``/``v2_machine``,
+  ``StructMachine.members_machines``, ``PlainCdrV2SequenceOfPrimitiveMachine``
+  and ``BytesMachine`` in ``cyclonedds.idl._machinery``.
+* Even with bytes, the library's generic serializer costs about 25 us per
+  envelope each way. :class:`EnvelopeEncoder` and :func:`make_decoder` encode
+  and decode the fixed envelope layout with :mod:`struct` in 1-3 us, producing
+  byte-identical XCDR1 (little endian) to the library's own serializer; other
+  encodings (big endian, XCDR2) are decoded by the library.
+* :func:`write` hands a serialized sample to ``dds_write`` through ctypes in
+  the ``ddspy`` sample container layout (``{void *data; size_t size}``) of
+  ``cyclonedds._clayer``. The library's own ``ddspy_write`` keeps the GIL
+  while ``dds_write`` blocks for reliable flow control, freezing every thread
+  of the process (including the one that would drain a full local reader)
+  for up to the max blocking time; ctypes releases the GIL.
+* :func:`take` calls ``cyclonedds._clayer.ddspy_take`` directly, skipping the
+  generic per-sample deserialisation of ``DataReader.take``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import importlib.metadata
+import platform
+import struct
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from hardpoint._errors import TransportError
+
+if TYPE_CHECKING:
+    from cyclonedds.idl import IdlStruct
+    from cyclonedds.internal import SampleInfo
+
+__all__ = [
+    "REQUIRED_VERSION",
+    "EnvelopeEncoder",
+    "check_version",
+    "make_decoder",
+    "take",
+    "use_bytes",
+    "write",
+]
+
+#: The only cyclonedds-python release whose internals this module is written against.
+REQUIRED_VERSION: Final = "11.0.1"
+
+
+def check_version(found: str | None) -> None:
+    """Refuse any cyclonedds-python other than :data:`REQUIRED_VERSION`.
+
+    :raises TransportError: ``found`` is another version, or ``None`` (not installed).
+    """
+    if found != REQUIRED_VERSION:
+        raise TransportError(
+            f"hardpoint's DDS transport needs cyclonedds=={REQUIRED_VERSION} (it uses private serialisation "
+            f"API of that release, see hardpoint/_dds/_bytes.py), but {found or 'no cyclonedds'} is installed; "
+            f"install cyclonedds=={REQUIRED_VERSION}"
+        )
+
+
+def _installed_version() -> str | None:
+    try:
+        return importlib.metadata.version("cyclonedds")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+check_version(_installed_version())
+
+try:
+    from cyclonedds.core import InstanceState, SampleState, ViewState
+    from cyclonedds.idl._machinery import BytesMachine, PlainCdrV2SequenceOfPrimitiveMachine, StructMachine
+    from cyclonedds.internal import DDS
+
+    _clayer: Any = importlib.import_module("cyclonedds._clayer")
+    _ddspy_take: Callable[[int, int, int], Any] = _clayer.ddspy_take
+except (ImportError, AttributeError) as e:  # pragma: no cover - only with a broken install
+    raise TransportError(
+        f"cyclonedds {REQUIRED_VERSION} is installed but its internals are not as expected: {e}"
+    ) from e
+
+
+# -- bytes members ---------------------------------------------------------------
+
+
+def use_bytes(cls: type[IdlStruct], member: str) -> None:
+    """Make ``member`` of ``cls``, declared ``sequence[uint8]``, read and write :class:`bytes`.
+
+    The type object (XTypes) still says ``sequence<uint8>``; only the Python
+    (de)serialiser changes, to one with the same wire format.
+
+    :raises TransportError: the library's machinery is not what this shim expects.
+    """
+    idl: Any = cls.__idl__
+    idl.populate()
+    for machine in (idl.v1_machine, idl.v2_machine):
+        if type(machine) is not StructMachine:
+            raise TransportError(f"cyclonedds internals changed: {cls.__name__} is not serialised by a StructMachine")
+        members: dict[str, Any] = machine.members_machines
+        current = members.get(member)
+        if isinstance(current, BytesMachine):
+            continue
+        if not isinstance(current, PlainCdrV2SequenceOfPrimitiveMachine) or current.code != "B":
+            raise TransportError(
+                f"cyclonedds internals changed: {cls.__name__}.{member} is not serialised as sequence<uint8>"
+            )
+        bytes_machine: Any = BytesMachine
+        members[member] = bytes_machine(current.max_length)
+
+
+# -- envelope codec --------------------------------------------------------------
+
+#: Encapsulation header: PLAIN_CDR (XCDR1), little endian, no options.
+_XCDR1_LE: Final = b"\x00\x01\x00\x00"
+#: Zero bytes that pad ``n`` bytes to a multiple of 4, indexed by ``n & 3``.
+_PAD4: Final = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")
+_U32: Final = struct.Struct("<I")
+#: seq (uint64), count (uint32), 4 bytes of padding, stamp_ns (int64).
+_MIDDLE: Final = struct.Struct("<QI4xq")
+#: Distinct keys whose encoded prefix a writer remembers.
+_PREFIX_CACHE_SIZE: Final = 1024
+
+
+def _put_string(out: bytearray, value: str) -> None:
+    """Append a CDR string at a 4-aligned position, then pad to 4 again."""
+    data = value.encode("utf-8")
+    out += _U32.pack(len(data) + 1)
+    out += data
+    out += b"\x00"
+    out += _PAD4[len(out) & 3]
+
+
+class EnvelopeEncoder:
+    """Serialises the envelopes of one writer, whose source, epoch, interface and schema id are fixed.
+
+    The output is exactly what ``Envelope(...).serialize()`` of the library
+    produces for little endian XCDR1, padded to a multiple of 4 as
+    ``DataWriter.write`` does.
+    """
+
+    __slots__ = ("_epoch", "_middle", "_prefixes", "_source", "_tail")
+
+    def __init__(self, *, source: str, epoch: int, interface: str, schema_id: str) -> None:
+        self._source = source
+        self._epoch = epoch
+        tail = bytearray()
+        _put_string(tail, interface)
+        _put_string(tail, schema_id)
+        self._tail = bytes(tail)
+        # After the prefix: seq, count, pad, stamp_ns, then interface and schema_id, then the payload length.
+        self._middle = struct.Struct(f"<QI4xq{len(tail)}sI")
+        self._prefixes: dict[str, bytes] = {}
+        self._prefix("")  # fail now, not on the first write, if source is unencodable
+
+    def _prefix(self, key: str) -> bytes:
+        out = bytearray(_XCDR1_LE)
+        _put_string(out, key)
+        _put_string(out, self._source)
+        out += _U32.pack(self._epoch)
+        out += bytes(-(len(out) - len(_XCDR1_LE)) & 7)  # seq is 8-aligned relative to the body
+        prefix = bytes(out)
+        if len(self._prefixes) >= _PREFIX_CACHE_SIZE:
+            self._prefixes.clear()
+        self._prefixes[key] = prefix
+        return prefix
+
+    def encode(self, key: str, seq: int, count: int, stamp_ns: int, payload: bytes) -> bytes:
+        """One serialized sample, ready for :func:`write`.
+
+        :raises struct.error: a number does not fit its IDL type.
+        :raises UnicodeEncodeError: ``key`` is not encodable.
+        """
+        prefix = self._prefixes.get(key) or self._prefix(key)
+        n = len(payload)
+        return b"".join((prefix, self._middle.pack(seq, count, stamp_ns, self._tail, n), payload, _PAD4[n & 3]))
+
+
+T = TypeVar("T")
+
+
+def make_decoder(build: Callable[..., T], fallback: Callable[[bytes], T]) -> Callable[[bytes], T]:
+    """A decoder of serialized envelopes into ``build(key, source, ..., payload)``.
+
+    Little endian XCDR1 (what hardpoint writes) is decoded with :mod:`struct`;
+    anything else goes to ``fallback`` (the library's deserialiser).
+
+    The decoder raises :class:`struct.error`, :class:`UnicodeDecodeError` or
+    :class:`ValueError` on malformed input.
+    """
+    u32 = _U32.unpack_from
+    middle = _MIDDLE.unpack_from
+
+    def decode(data: bytes) -> T:
+        if data[1] != 1:
+            return fallback(data)
+        (n,) = u32(data, 4)
+        o = 8 + n
+        key = data[8 : o - 1].decode()
+        o = (o + 3) & ~3
+        (n,) = u32(data, o)
+        source = data[o + 4 : o + 3 + n].decode()
+        o = (o + 7 + n) & ~3
+        (epoch,) = u32(data, o)
+        o += 4
+        o += (4 - o) & 7  # 8-aligned relative to the body, which starts at offset 4
+        seq, count, stamp_ns = middle(data, o)
+        o += 24
+        (n,) = u32(data, o)
+        interface = data[o + 4 : o + 3 + n].decode()
+        o = (o + 7 + n) & ~3
+        (n,) = u32(data, o)
+        schema_id = data[o + 4 : o + 3 + n].decode()
+        o = (o + 7 + n) & ~3
+        (n,) = u32(data, o)
+        payload = data[o + 4 : o + 4 + n]
+        if len(payload) != n:
+            raise ValueError(f"payload truncated: {len(payload)} of {n} bytes")
+        return build(key, source, epoch, seq, count, stamp_ns, interface, schema_id, payload)
+
+    return decode
+
+
+# -- raw sample I/O --------------------------------------------------------------
+
+#: Every sample, whatever its sample, view and instance state.
+_ANY_STATE: Final = SampleState.Any | ViewState.Any | InstanceState.Any
+
+
+def take(reader: int, max_samples: int) -> list[tuple[bytes, SampleInfo]] | int:
+    """Take up to ``max_samples`` serialized samples from the reader with handle ``reader``.
+
+    :returns: ``(serialized sample, sample info)`` pairs, or a negative DDS return code.
+    """
+    result: list[tuple[bytes, SampleInfo]] | int = _ddspy_take(reader, _ANY_STATE, max_samples)
+    return result
+
+
+# ``dds_write(writer, &container)`` where ``container`` is the ddspy sample container
+# ``{void *usample; size_t usample_size;}``. CFUNCTYPE releases the GIL during the call.
+_dds_write: Callable[[int, bytes], int] = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int32, ctypes.c_char_p)(
+    ("dds_write", DDS._dll_handle)
+)
+_CONTAINER: Final = struct.Struct("PN")
+#: Offset of the character data in a CPython ``bytes`` object.
+_BYTES_DATA_OFFSET: Final = sys.getsizeof(b"") - 1
+
+
+def _bytes_address_is_known() -> bool:
+    """True when ``id(b) + _BYTES_DATA_OFFSET`` is the address of the data of ``b`` (CPython layout)."""
+    if platform.python_implementation() != "CPython":  # pragma: no cover - CPython only in CI
+        return False
+    probe = b"hardpoint: where do bytes keep their data?"
+    return ctypes.string_at(id(probe) + _BYTES_DATA_OFFSET, len(probe)) == probe
+
+
+if _bytes_address_is_known():
+
+    def write(writer: int, data: bytes) -> int:
+        """Write one serialized sample with the writer whose handle is ``writer``; returns the DDS return code."""
+        return _dds_write(writer, _CONTAINER.pack(id(data) + _BYTES_DATA_OFFSET, len(data)))
+
+else:  # pragma: no cover - other layouts: the portable, slower way to the same address
+
+    def write(writer: int, data: bytes) -> int:
+        """Write one serialized sample with the writer whose handle is ``writer``; returns the DDS return code."""
+        return _dds_write(writer, _CONTAINER.pack(ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value, len(data)))

@@ -1,0 +1,574 @@
+"""The Cyclone DDS implementation of :class:`hardpoint.Transport`.
+
+One transport is one DomainParticipant and one *dispatch thread*. The thread
+waits on a DDS WaitSet holding a read condition per reader and a guard
+condition (woken for new timers, readers and close), takes samples in batches,
+hands them to each reader's ``deliver`` and runs the timers, one callback at a
+time, as the transport seam requires. ``WaitSet.wait`` is a ctypes call into
+``libddsc``, which releases the GIL while it blocks, so the waiting thread
+costs nothing; writes release it too (see :mod:`hardpoint._dds._bytes`).
+
+The domain is created from an explicit configuration (by default the packaged
+``loopback.xml``: interface ``lo``, multicast off, unicast peer 127.0.0.1), never
+from the process environment. Transports of one process on the same domain id
+share the domain, so they must use the same configuration.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import struct
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Final, Generic, TypeVar
+
+from cyclonedds.core import (
+    DDSException,
+    Entity,
+    GuardCondition,
+    InstanceState,
+    ReadCondition,
+    SampleState,
+    ViewState,
+    WaitSet,
+)
+from cyclonedds.domain import Domain, DomainParticipant
+from cyclonedds.pub import DataWriter
+from cyclonedds.sub import DataReader
+from cyclonedds.topic import Topic
+
+from hardpoint._dds import _bytes, _qos
+from hardpoint._dds._envelope import Envelope, KeyedEnvelope, Schema
+from hardpoint._errors import TransportError
+from hardpoint._transport import Channel, Frame, FrameReader, FrameWriter, SchemaRecord, Timer, Transport
+
+__all__ = ["BATCH_SIZE", "SCHEMA_TOPIC", "CycloneTransport"]
+
+_log = logging.getLogger("hardpoint.dds")
+
+#: Topic of the schema announcements.
+SCHEMA_TOPIC: Final = "hp/schemas"
+#: Most samples taken from one reader (and handed to one ``deliver`` call) at a time.
+BATCH_SIZE: Final = 256
+#: Longest the dispatch thread sleeps without a reason to wake, in nanoseconds.
+_IDLE_WAIT_NS: Final = 1_000_000_000
+#: Read condition mask: any sample, whatever its sample, view and instance state.
+_ANY_STATE: Final = SampleState.Any | ViewState.Any | InstanceState.Any
+
+S = TypeVar("S")
+
+
+def _default_config() -> str:
+    return resources.files("hardpoint._dds").joinpath("loopback.xml").read_text(encoding="utf-8")
+
+
+def _resolve_config(config: str | None) -> str:
+    """XML text or a URI for ``dds_create_domain``; a plain path to a file becomes a ``file://`` URI."""
+    if config is None:
+        return _default_config()
+    text = config.strip()
+    if not text.startswith("<") and "://" not in text and os.path.isfile(text):
+        return "file://" + os.path.abspath(text)
+    return text
+
+
+def _delete(entity: Entity | None) -> None:
+    """Delete a DDS entity now (cyclonedds-python otherwise deletes it when the object is collected)."""
+    if entity is not None:
+        entity.__del__()
+
+
+def _dds_error(what: str, error: BaseException) -> TransportError:
+    return TransportError(f"{what}: {error}")
+
+
+# -- domains -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _DomainUse:
+    domain: Domain
+    config: str
+    users: int
+
+
+_domains: dict[int, _DomainUse] = {}
+_domains_lock = threading.Lock()
+
+
+def _acquire_domain(domain_id: int, config: str) -> None:
+    with _domains_lock:
+        use = _domains.get(domain_id)
+        if use is not None:
+            if use.config != config:
+                raise TransportError(
+                    f"DDS domain {domain_id} is already in use in this process with another configuration; "
+                    "transports of one process on one domain id must share the configuration"
+                )
+            use.users += 1
+            return
+        try:
+            domain = Domain(domain_id, config)
+        except (DDSException, UnicodeError) as e:
+            raise TransportError(
+                f"cannot create DDS domain {domain_id} (invalid configuration, or the domain was already "
+                f"created in this process outside hardpoint): {e}"
+            ) from e
+        _domains[domain_id] = _DomainUse(domain, config, 1)
+
+
+def _release_domain(domain_id: int) -> None:
+    with _domains_lock:
+        use = _domains.get(domain_id)
+        if use is None:
+            return
+        use.users -= 1
+        if use.users == 0:
+            del _domains[domain_id]
+            _delete(use.domain)
+
+
+# -- writers and readers -----------------------------------------------------------
+
+
+class _Writer(FrameWriter):
+    __slots__ = ("_closed", "_encode", "_entity", "_ref", "_transport", "topic")
+
+    def __init__(self, transport: CycloneTransport, channel: Channel, entity: DataWriter[Any]) -> None:
+        self._transport = transport
+        self.topic = channel.topic
+        self._entity: DataWriter[Any] | None = entity
+        self._ref: int = entity._ref
+        self._encode = _bytes.EnvelopeEncoder(
+            source=channel.source, epoch=channel.epoch, interface=channel.interface, schema_id=channel.schema_id
+        ).encode
+        self._closed = False
+
+    def write(self, key: str, seq: int, count: int, stamp_ns: int, payload: bytes) -> None:
+        if self._closed:
+            raise TransportError(f"write on a closed writer of topic {self.topic}")
+        try:
+            data = self._encode(key, seq, count, stamp_ns, payload)
+        except (struct.error, UnicodeError, TypeError) as e:
+            raise TransportError(f"cannot encode a frame for topic {self.topic}: {e}") from e
+        rc = _bytes.write(self._ref, data)
+        if rc < 0:
+            self._failed(rc)
+
+    def _failed(self, rc: int) -> None:
+        cause = DDSException(rc, f"dds_write on topic {self.topic}")
+        if self._closed or self._transport.closed:
+            raise TransportError(f"write on topic {self.topic} after its writer or transport was closed") from cause
+        if rc == DDSException.DDS_RETCODE_TIMEOUT:
+            hint = ""
+            if self._transport.on_dispatch_thread():
+                hint = (
+                    "; it was written from a callback, on the dispatch thread, which is the thread that "
+                    "would drain a full reader of this process"
+                )
+            raise TransportError(
+                f"write on topic {self.topic} timed out after {_qos.MAX_BLOCKING_S:g} s of flow control: "
+                f"a reliable reader is not keeping up{hint}"
+            ) from cause
+        raise TransportError(f"write on topic {self.topic} failed: {cause}") from cause
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._transport._forget_writer(self)
+        entity, self._entity = self._entity, None
+        _delete(entity)
+
+
+class _Reader(FrameReader, Generic[S]):
+    """A reader and its read condition; ``decode`` turns a serialized sample into what ``deliver`` gets."""
+
+    def __init__(
+        self,
+        transport: CycloneTransport,
+        topic: str,
+        entity: DataReader[Any],
+        decode: Callable[[bytes], S],
+        deliver: Callable[[Sequence[S]], None],
+    ) -> None:
+        self._transport = transport
+        self.topic = topic
+        self.entity: DataReader[Any] | None = entity
+        self.ref: int = entity._ref
+        self.condition: ReadCondition | None = ReadCondition(entity, _ANY_STATE)
+        self.decode = decode
+        self.deliver = deliver
+        self.closed = False
+        #: Samples dropped because they could not be decoded.
+        self.malformed = 0
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._transport._forget_reader(self)
+
+    def release(self) -> None:
+        condition, self.condition = self.condition, None
+        entity, self.entity = self.entity, None
+        _delete(condition)
+        _delete(entity)
+
+    def take_batch(self) -> tuple[list[S], int]:
+        """Decoded valid samples of one batch, and how many samples (valid or not) were taken."""
+        taken = _bytes.take(self.ref, BATCH_SIZE)
+        if isinstance(taken, int):
+            if not self.closed:
+                _log.error("take from topic %s failed: %s", self.topic, DDSException(taken, "dds_take"))
+            return [], 0
+        decode = self.decode
+        try:
+            return [decode(data) for data, info in taken if info.valid_data], len(taken)
+        except (ValueError, struct.error, IndexError) as e:
+            _log.debug("malformed sample on topic %s (%s); decoding one by one", self.topic, e)
+        return self._decode_each(taken), len(taken)
+
+    def _decode_each(self, taken: list[tuple[bytes, Any]]) -> list[S]:
+        out: list[S] = []
+        for data, info in taken:
+            if not info.valid_data:
+                continue
+            try:
+                out.append(self.decode(data))
+            except (ValueError, struct.error, IndexError) as e:
+                self.malformed += 1
+                _log.warning("dropped a malformed sample on topic %s: %s", self.topic, e)
+        return out
+
+
+class _Timer(Timer):
+    __slots__ = ("callback", "cancelled", "period_ns")
+
+    def __init__(self, callback: Callable[[], None], period_ns: int | None) -> None:
+        self.callback = callback
+        self.period_ns = period_ns
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+# -- the transport -----------------------------------------------------------------
+
+
+class CycloneTransport(Transport):
+    """The bus on Eclipse Cyclone DDS.
+
+    :param domain_id: DDS domain; platforms (and test runs) that must not see
+        each other use different ids (0 to 232 with the default port mapping).
+    :param config: Cyclone DDS configuration: XML text, a ``file://`` URI or a
+        path to a file. ``None`` uses the packaged ``loopback.xml``, which keeps
+        all traffic on the loopback interface. ``CYCLONEDDS_URI`` is not read.
+    :raises TransportError: the domain cannot be created (for example an
+        invalid configuration, or the same domain id already in use in this
+        process with another configuration).
+    """
+
+    def __init__(self, *, domain_id: int = 0, config: str | None = None) -> None:
+        self.domain_id = domain_id
+        self._config = _resolve_config(config)
+        self._lock = threading.RLock()
+        self._closed = False
+        self._woken = False
+        self._topics: dict[str, tuple[Topic[Any], type[Any]]] = {}
+        self._writers: set[_Writer] = set()
+        self._readers: list[_Reader[Any]] = []
+        self._timers: list[tuple[int, int, _Timer]] = []
+        self._order = itertools.count()
+        self._schemas: dict[str, SchemaRecord] = {}
+        self._own_schemas: dict[str, SchemaRecord] = {}
+        self._schema_writer: DataWriter[Schema] | None = None
+        _acquire_domain(domain_id, self._config)
+        try:
+            self._participant = DomainParticipant(domain_id)
+            self._waitset = WaitSet(self._participant)
+            self._guard = GuardCondition(self._participant)
+            self._waitset.attach(self._guard)
+            self._open_schema_reader()
+        except DDSException as e:
+            self._delete_entities()
+            _release_domain(domain_id)
+            raise _dds_error(f"cannot join DDS domain {domain_id}", e) from e
+        self._thread = threading.Thread(target=self._run, name=f"hardpoint-dds-{domain_id}", daemon=True)
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<CycloneTransport domain {self.domain_id}, {state}>"
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has been called."""
+        return self._closed
+
+    def on_dispatch_thread(self) -> bool:
+        """True when called from this transport's dispatch thread (inside a ``deliver`` or timer callback)."""
+        return threading.current_thread() is self._thread
+
+    # -- Transport ------------------------------------------------------------
+
+    def open_writer(self, channel: Channel) -> FrameWriter:
+        with self._lock:
+            self._check_open()
+            topic = self._topic(channel.topic, KeyedEnvelope if channel.keyed else Envelope)
+            try:
+                entity: DataWriter[Any] = DataWriter(self._participant, topic, _qos.writer_qos(channel))
+            except DDSException as e:
+                raise _dds_error(f"cannot create a writer on topic {channel.topic}", e) from e
+            writer = _Writer(self, channel, entity)
+            self._writers.add(writer)
+        return writer
+
+    def open_reader(self, channel: Channel, deliver: Callable[[Sequence[Frame]], None]) -> FrameReader:
+        qos = _qos.reader_qos(channel)
+        if channel.keyed:
+            keyed = _bytes.make_decoder(KeyedEnvelope, KeyedEnvelope.deserialize)
+            return self._open_reader(channel.topic, KeyedEnvelope, qos, keyed, deliver)
+        keyless = _bytes.make_decoder(Envelope, Envelope.deserialize)
+        return self._open_reader(channel.topic, Envelope, qos, keyless, deliver)
+
+    def call_later(self, delay_s: float, callback: Callable[[], None], *, period_s: float | None = None) -> Timer:
+        timer = _Timer(callback, None if period_s is None else max(1, int(period_s * 1e9)))
+        due = time.monotonic_ns() + max(0, int(delay_s * 1e9))
+        with self._lock:
+            if self._closed:  # as in memory: a timer of a closed transport never fires
+                return timer
+            first = not self._timers or due < self._timers[0][0]
+            heapq.heappush(self._timers, (due, next(self._order), timer))
+        if first and not self.on_dispatch_thread():
+            self._wake()
+        return timer
+
+    def now_ns(self) -> int:
+        return time.time_ns()
+
+    def announce_schema(self, record: SchemaRecord) -> None:
+        sample = Schema(record.schema_id, record.interface, record.topic, record.qos, record.descriptor_set)
+        with self._lock:
+            self._check_open()
+            try:
+                if self._schema_writer is None:
+                    topic = self._topic(SCHEMA_TOPIC, Schema)
+                    self._schema_writer = DataWriter(self._participant, topic, _qos.schema_qos(writer=True))
+                self._schema_writer.write(sample)
+            except DDSException as e:
+                raise _dds_error(f"cannot announce schema {record.schema_id} on topic {SCHEMA_TOPIC}", e) from e
+            self._own_schemas[record.schema_id] = record
+            self._schemas[record.schema_id] = record
+
+    def schemas(self) -> list[SchemaRecord]:
+        with self._lock:
+            return list(self._schemas.values())
+
+    def close(self) -> None:
+        """Stop the dispatch thread, then delete every DDS entity of this transport; idempotent.
+
+        Called from a callback (on the dispatch thread), it returns at once and
+        the thread cleans up when the callback returns.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._wake()
+        if self.on_dispatch_thread():
+            return
+        self._thread.join()
+
+    # -- internals: entities --------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TransportError(f"the DDS transport of domain {self.domain_id} is closed")
+
+    def _topic(self, name: str, cls: type[Any]) -> Topic[Any]:
+        found = self._topics.get(name)
+        if found is not None:
+            topic, existing = found
+            if existing is not cls:
+                raise TransportError(
+                    f"topic {name} is already open with type {existing.__idl_typename__}, not {cls.__idl_typename__}"
+                    " (one interface is keyed in one place and keyless in another?)"
+                )
+            return topic
+        try:
+            topic = Topic(self._participant, name, cls)
+        except DDSException as e:
+            raise _dds_error(f"cannot create topic {name}", e) from e
+        self._topics[name] = (topic, cls)
+        return topic
+
+    def _open_reader(
+        self,
+        topic_name: str,
+        cls: type[Any],
+        qos: Any,
+        decode: Callable[[bytes], S],
+        deliver: Callable[[Sequence[S]], None],
+    ) -> _Reader[S]:
+        with self._lock:
+            self._check_open()
+            topic = self._topic(topic_name, cls)
+            try:
+                entity: DataReader[Any] = DataReader(self._participant, topic, qos)
+                reader = _Reader(self, topic_name, entity, decode, deliver)
+                assert reader.condition is not None
+                self._waitset.attach(reader.condition)
+            except DDSException as e:
+                raise _dds_error(f"cannot create a reader on topic {topic_name}", e) from e
+            self._readers.append(reader)
+        self._wake()
+        return reader
+
+    def _open_schema_reader(self) -> None:
+        def decode(data: bytes) -> Schema:
+            return Schema.deserialize(data)
+
+        self._open_reader(SCHEMA_TOPIC, Schema, _qos.schema_qos(writer=False), decode, self._on_schemas)
+
+    def _on_schemas(self, samples: Sequence[Schema]) -> None:
+        with self._lock:
+            for s in samples:
+                self._schemas[s.schema_id] = SchemaRecord(
+                    interface=s.interface,
+                    schema_id=s.schema_id,
+                    topic=s.topic,
+                    qos=s.qos,
+                    descriptor_set=bytes(s.descriptor_set),
+                )
+
+    def _forget_writer(self, writer: _Writer) -> None:
+        with self._lock:
+            self._writers.discard(writer)
+
+    def _forget_reader(self, reader: _Reader[Any]) -> None:
+        with self._lock:
+            if reader in self._readers:
+                self._readers.remove(reader)
+            if reader.condition is not None and not self._closed:
+                try:
+                    self._waitset.detach(reader.condition)
+                except DDSException as e:  # pragma: no cover - the condition is ours and attached
+                    _log.warning("detaching the reader of topic %s failed: %s", reader.topic, e)
+            reader.release()
+
+    def _delete_entities(self) -> None:
+        with self._lock:
+            _delete(getattr(self, "_waitset", None))
+            readers, self._readers = self._readers, []
+            writers, self._writers = list(self._writers), set()
+            for reader in readers:
+                reader.closed = True
+                reader.release()
+            for writer in writers:
+                writer.close()
+            schema_writer, self._schema_writer = self._schema_writer, None
+            _delete(schema_writer)
+            for topic, _ in self._topics.values():
+                _delete(topic)
+            self._topics.clear()
+            for name in ("_guard", "_participant"):
+                _delete(getattr(self, name, None))
+
+    # -- internals: dispatch thread -------------------------------------------
+
+    def _wake(self) -> None:
+        with self._lock:
+            if self._woken:
+                return
+            self._woken = True
+            try:
+                self._guard.set(True)
+            except DDSException as e:  # pragma: no cover - the guard lives as long as the transport
+                _log.error("cannot wake the dispatch thread of domain %s: %s", self.domain_id, e)
+
+    def _reset_wake(self) -> None:
+        with self._lock:
+            if self._woken:
+                self._woken = False
+                self._guard.set(False)
+
+    def _run(self) -> None:
+        try:
+            while not self._closed:
+                self._run_due_timers()
+                more = self._drain_readers()
+                if self.closed:  # a callback may have closed the transport
+                    break
+                if not more:
+                    self._waitset.wait(self._next_wait_ns())
+                    self._reset_wake()
+        except Exception:  # pragma: no cover - a bug in the loop itself; callbacks are guarded
+            _log.exception("the dispatch thread of DDS domain %s failed", self.domain_id)
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._timers.clear()
+        self._delete_entities()
+        _release_domain(self.domain_id)
+
+    def _drain_readers(self) -> bool:
+        """Deliver one batch of every reader that has data; True when a reader may have more."""
+        with self._lock:
+            readers = list(self._readers)
+        more = False
+        for reader in readers:
+            if reader.closed:
+                continue
+            frames, taken = reader.take_batch()
+            if taken == BATCH_SIZE:
+                more = True
+            if frames and not reader.closed:
+                try:
+                    reader.deliver(frames)
+                except Exception:
+                    _log.exception("a deliver callback for topic %s raised", reader.topic)
+            if self._closed:
+                return False
+        return more
+
+    def _next_wait_ns(self) -> int:
+        """Nanoseconds until the next timer is due, at most the idle wait."""
+        with self._lock:
+            if not self._timers:
+                return _IDLE_WAIT_NS
+            return max(0, min(self._timers[0][0] - time.monotonic_ns(), _IDLE_WAIT_NS))
+
+    def _run_due_timers(self) -> None:
+        """Run every timer that is due, in deadline order."""
+        while not self._closed:
+            with self._lock:
+                if not self._timers:
+                    return
+                due, _, timer = self._timers[0]
+                now = time.monotonic_ns()
+                if due > now:
+                    return
+                heapq.heappop(self._timers)
+                if timer.cancelled:
+                    continue
+                if timer.period_ns is not None:
+                    # Fixed rate; if the thread fell more than a period behind, skip the missed ticks.
+                    next_due = due + timer.period_ns
+                    if next_due <= now:
+                        next_due = now + timer.period_ns
+                    heapq.heappush(self._timers, (next_due, next(self._order), timer))
+            try:
+                timer.callback()
+            except Exception:
+                _log.exception("a timer callback raised")
