@@ -102,7 +102,8 @@ def test_module_not_installed() -> None:
     assert result.blocked["tracker"] == [
         Unmet(NAV1, 1, "no module provides it (not installed, so not known to provide it: 'nav')")
     ]
-    assert result.ok
+    assert result.errors == [f"module 'nav' is not installed: {why}"]
+    assert not result.ok
 
 
 def test_two_providers_of_a_single_writer_interface_is_an_error() -> None:
@@ -135,11 +136,10 @@ def test_all_providers_blocked_are_listed() -> None:
     assert "'t2': requires hardpoint.nav.v2.NavState" in unmet.reason
 
 
-def test_unknown_interfaces_are_errors_and_block_the_consumer() -> None:
+def test_unknown_interfaces_provided_are_errors_required_block_the_consumer() -> None:
     """RT-RES-011."""
     result = resolve([mod("sonar", [UNKNOWN]), mod("plotter", requires=[UNKNOWN])], INTERFACES)
     assert result.errors == [
-        f"module 'plotter' requires {UNKNOWN}, which is not in the platform interface set",
         f"module 'sonar' provides {UNKNOWN}, which is not in the platform interface set",
     ]
     assert result.blocked["plotter"] == [
@@ -294,7 +294,8 @@ def test_properties_on_random_platforms(platform: tuple[list[Candidate], dict[st
                 largest |= set(group)
     assert set(result.start_order) == largest
 
-    # Errors exactly when a single-writer interface has two providers or an unknown interface is named.
+    # Errors exactly when a single-writer interface has two providers, an unknown interface is
+    # provided, or a configured module is not installed.
     doubled = any(
         info.single_writer and sum(interface in by_name[n].manifest.provides for n in installed) > 1  # type: ignore[union-attr]
         for interface, info in interfaces.items()
@@ -302,9 +303,10 @@ def test_properties_on_random_platforms(platform: tuple[list[Candidate], dict[st
     unknown = any(
         i not in interfaces
         for n in installed
-        for i in (*by_name[n].manifest.provides, *by_name[n].manifest.requires)  # type: ignore[union-attr]
+        for i in by_name[n].manifest.provides  # type: ignore[union-attr]
     )
-    assert bool(result.errors) == (doubled or unknown)
+    not_installed = any(c.manifest is None for c in entries)
+    assert bool(result.errors) == (doubled or unknown or not_installed)
 
     # Deterministic: the input order does not matter.
     shuffled = list(entries)

@@ -6,7 +6,8 @@
     └── HardpointRuntimeError
         ├── ConfigError        the platform configuration file is unreadable or invalid
         ├── ResolutionError    the platform cannot be resolved (two single-writer providers, unknown interface)
-        └── StateError         the state database is unreadable, damaged or from a newer runtime
+        ├── StateError         the state database is unreadable, damaged or from a newer runtime
+        └── ManagementError    a management call failed, or its endpoint cannot be set up
 
 Like the SDK's errors, each names what it is about in its message and keeps it
 as attributes, so callers (the CLI, the management API) never parse text.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from hardpoint import HardpointError
 
@@ -23,6 +25,7 @@ __all__ = [
     "ConfigError",
     "ConfigProblem",
     "HardpointRuntimeError",
+    "ManagementError",
     "ResolutionError",
     "StateError",
 ]
@@ -128,3 +131,18 @@ class StateError(HardpointRuntimeError):
         #: What is wrong with it.
         self.reason = reason
         super().__init__(f"state database {path}: {reason}")
+
+
+class ManagementError(HardpointRuntimeError):
+    """A management call failed, or a management endpoint cannot be set up.
+
+    ``code`` is the gRPC status of a failed call (``None`` for set-up errors),
+    ``details`` the server's explanation, ``target`` the endpoint.
+    """
+
+    def __init__(self, message: str, *, code: Any = None, details: str = "", target: str = "") -> None:
+        super().__init__(message)
+        #: ``grpc.StatusCode`` of a failed call; None for set-up errors.
+        self.code = code
+        self.details = details
+        self.target = target

@@ -40,11 +40,12 @@ from typing import Any, Final, TypeVar
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
-from hardpoint import HardpointError
 from hardpoint.core.v1 import contract_pb2
 from hardpoint.core.v1 import health_pb2 as core_health_pb2
 from hardpoint.management.v1 import management_pb2 as pb
 from hardpoint.management.v1 import management_pb2_grpc as pb_grpc
+
+from hardpoint_runtime._errors import ManagementError
 
 from hardpoint_runtime._control import (
     EventRecord,
@@ -81,22 +82,6 @@ FOLLOW_POLL_S: Final = 0.25
 _MAX_UNIX_PATH: Final = 107
 
 _T = TypeVar("_T")
-
-
-class ManagementError(HardpointError):
-    """A management call failed, or a management endpoint cannot be set up.
-
-    ``code`` is the gRPC status of a failed call (``None`` for set-up errors),
-    ``details`` the server's explanation, ``target`` the endpoint.
-    """
-
-    def __init__(
-        self, message: str, *, code: grpc.StatusCode | None = None, details: str = "", target: str = ""
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.details = details
-        self.target = target
 
 
 @dataclass(frozen=True, slots=True)

@@ -211,13 +211,21 @@ class _Platform:
                     f"interface {interface} is single-writer but is provided by {both}: "
                     "disable all but one of them in the configuration"
                 )
+        # A provided interface outside the set is a configuration error (nobody could check its
+        # contract); a *required* one only blocks its consumer, like any unmet requirement.
         for name, manifest in sorted(self.installed.items()):
-            for direction, listed in (("provides", manifest.provides), ("requires", manifest.requires)):
-                errors.extend(
-                    f"module {name!r} {direction} {interface}, which is not in the platform interface set"
-                    for interface in listed
-                    if interface not in self.interfaces
-                )
+            errors.extend(
+                f"module {name!r} provides {interface}, which is not in the platform interface set"
+                for interface in manifest.provides
+                if interface not in self.interfaces
+            )
+        # A configured module that is not installed is a configuration error: the platform
+        # would run without it.
+        errors.extend(
+            f"module {name!r} is not installed: {c.reason_missing or 'no installed distribution'}"
+            for name, c in sorted(self.candidates.items())
+            if c.manifest is None
+        )
         return errors
 
     def fixed_point(self) -> tuple[dict[str, str], set[str]]:
@@ -238,7 +246,7 @@ class _Platform:
             for name in sorted(started):
                 for interface in sorted(self.installed[name].requires):
                     if interface not in self.interfaces:
-                        removed[name] = f"requires {interface}: {_UNKNOWN}"
+                        removed[name] = f"requires {interface}: {self.unknown_reason(interface)}"
                         break
                     if not self.providers.get(interface, set()) & started:
                         removed[name] = f"requires {interface}: {self.why_not_provided(interface, started, primary)}"
@@ -248,6 +256,13 @@ class _Platform:
             # Remove a whole round at once, so the outcome does not depend on iteration order.
             started -= removed.keys()
             primary.update(removed)
+
+    def unknown_reason(self, interface: str) -> str:
+        """Why a required interface outside the interface set is unmet, naming the majors that exist."""
+        others = sorted(i for i in self.interfaces if _stem(i) == _stem(interface))
+        if others:
+            return f"{_UNKNOWN} (it has {', '.join(others)})"
+        return _UNKNOWN
 
     def why_not_provided(self, interface: str, started: set[str], primary: Mapping[str, str]) -> str:
         """Why no started module provides ``interface``: its providers were removed, or there are none.
@@ -299,7 +314,7 @@ class _Platform:
         unmet = []
         for interface in sorted(candidate.manifest.requires):
             if interface not in self.interfaces:
-                unmet.append(Unmet(interface, _major(interface), _UNKNOWN))
+                unmet.append(Unmet(interface, _major(interface), self.unknown_reason(interface)))
             elif not self.providers.get(interface, set()) & started:
                 unmet.append(Unmet(interface, _major(interface), self.why_not_provided(interface, started, primary)))
         return unmet
