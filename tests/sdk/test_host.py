@@ -189,3 +189,34 @@ def test_heartbeat_every_period_and_on_each_change(t: InMemoryTransport) -> None
     assert last.counters[f"pub:{ALERT}.published"] == 30
     with pytest.raises(ValueError, match="health status"):
         host.ctx.set_health("fine")
+
+
+def test_silent_provider_degrades_health_and_recovery_restores_it(t: InMemoryTransport) -> None:
+    """A required interface with a deadline that goes silent is reported as a lost provider."""
+    from hardpoint import Bus
+    from hardpoint.core.v1 import geo_pb2
+    from hardpoint.nav.v1 import nav_pb2
+
+    class Consumer:
+        manifest = Manifest(name="consumer", version="1", supplier="s", requires=("hardpoint.nav.v1.NavState",))
+
+        @hookimpl
+        def on_configure(self, ctx: ModuleContext) -> None:
+            ctx.bus.subscribe(nav_pb2.NavState, lambda m: None)
+
+    nav = Bus(t, module="nav").publisher(nav_pb2.NavState)
+    host = ModuleHost(Consumer(), t)
+    host.configure()
+    host.activate()
+    t.advance(2.0)
+    assert host.health_status == "ok"  # nothing received yet: nothing to miss
+    nav.publish(nav_pb2.NavState(platform_id="p", position=geo_pb2.GeoPosition()))
+    t.advance(0.4)
+    assert host.health_status == "ok"
+    t.advance(0.3)  # 700 ms > the 500 ms deadline of NavState
+    assert host.health_status == "degraded"
+    assert "hardpoint.nav.v1.NavState" in host.health_reason
+    assert "provider lost" in host.health_reason
+    nav.publish(nav_pb2.NavState(platform_id="p", position=geo_pb2.GeoPosition()))
+    t.advance(0.1)
+    assert host.health_status == "ok"

@@ -274,6 +274,8 @@ class Subscription(Generic[M]):
         self._queue: deque[Any] = deque(maxlen=queue_depth)
         self._ready = threading.Condition()
         self._reader: FrameReader | None = None
+        #: Transport clock (ns) at the last good frame; 0 before the first.
+        self.last_received_ns = 0
         #: Counts of what this subscription received and refused.
         self.counters = SubscriptionCounters()
 
@@ -308,7 +310,14 @@ class Subscription(Generic[M]):
         for frame in frames:
             messages = self._check(frame)
             if messages:
+                self.last_received_ns = self._bus.transport.now_ns()
                 self._dispatch(frame, messages)
+
+    def silent_for(self) -> float:
+        """Seconds since the last good message (transport clock); 0.0 before the first (nothing to miss)."""
+        if not self.last_received_ns:
+            return 0.0
+        return (self._bus.transport.now_ns() - self.last_received_ns) / 1e9
 
     def _check(self, frame: Frame) -> Sequence[Any] | None:
         c = self.counters
@@ -467,6 +476,11 @@ class Bus:
         return sub
 
     # -- counters and errors --------------------------------------------------
+
+    @property
+    def subscriptions(self) -> tuple[Subscription[Any], ...]:
+        """Every open subscription of this bus."""
+        return tuple(self._subscriptions)
 
     def counters(self) -> dict[str, dict[str, int]]:
         """Counters of every publisher and subscription, by ``"pub:<interface>"`` / ``"sub:<interface>"``."""

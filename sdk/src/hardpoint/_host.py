@@ -111,10 +111,32 @@ class ModuleHost:
         self.health_reason = ""
         self._started = time.monotonic()
         self._health_bus: Bus | None = None
+        self._lost: set[str] = set()
+        self._watch_reason = ""
         if health_period_s is not None:
             # The heartbeat is the SDK's, not the module's: it needs no manifest entry.
             self._health_bus = Bus(transport, module=self.manifest.name)
             transport.call_later(0.0, self.beat, period_s=health_period_s)
+            transport.call_later(0.1, self._watch_providers, period_s=0.1)
+
+    def _watch_providers(self) -> None:
+        """Degrade health while a required interface with a deadline has gone silent (provider lost)."""
+        if self.state is not State.ACTIVE:
+            return
+        silent = {sub.spec.name: (sub.silent_for(), sub.spec.deadline_ms) for sub in self.bus.subscriptions}
+        lost = {name: s for name, (s, deadline) in silent.items() if deadline and s * 1000 > deadline}
+        if set(lost) == self._lost:
+            return
+        self._lost = set(lost)
+        if lost:
+            self._watch_reason = "; ".join(
+                f"{name}: nothing received for {s * 1000:.0f} ms (deadline {silent[name][1]} ms): provider lost"
+                for name, s in sorted(lost.items())
+            )
+            self.ctx.set_health("degraded", self._watch_reason)
+        elif self.health_reason == self._watch_reason:
+            # Only undo what this watch said; a module's own judgement stays.
+            self.ctx.set_health("ok")
 
     def beat(self) -> None:
         """Publish one heartbeat now (the timer does it every period and on every change)."""
