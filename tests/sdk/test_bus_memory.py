@@ -121,7 +121,14 @@ def test_state_sequences_are_per_key(transport: InMemoryTransport) -> None:
         pub.publish(nav("p1"))
         pub.publish(nav("p2"))
     seqs = [(m.platform_id, i.seq, i.key) for m, i in sub.take()]
-    assert seqs == [("p1", 1, "p1"), ("p2", 1, "p2"), ("p1", 2, "p1"), ("p2", 2, "p2"), ("p1", 3, "p1"), ("p2", 3, "p2")]
+    assert seqs == [
+        ("p1", 1, "p1"),
+        ("p2", 1, "p2"),
+        ("p1", 2, "p1"),
+        ("p2", 2, "p2"),
+        ("p1", 3, "p1"),
+        ("p2", 3, "p2"),
+    ]
 
 
 def test_publishing_an_undeclared_interface_names_module_and_interface(transport: InMemoryTransport) -> None:

@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 
 import pytest
-
 from hardpoint import Bus, Channel, CycloneTransport, Frame, FrameWriter, QosClass, SchemaRecord, TransportError
 from hardpoint._dds import _bytes
 
@@ -190,9 +189,7 @@ def test_keyed_and_keyless_use_of_one_topic_is_refused(transport: CycloneTranspo
         transport.open_reader(channel(QosClass.EVENT, topic=ch.topic), Collector())
 
 
-def test_malformed_sample_is_dropped_and_counted(
-    transport: CycloneTransport, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_malformed_sample_is_dropped_and_counted(transport: CycloneTransport, caplog: pytest.LogCaptureFixture) -> None:
     ch = channel(QosClass.EVENT)
     got = Collector()
     transport.open_reader(ch, got)
@@ -256,15 +253,20 @@ def test_blocked_reliable_write_times_out_with_transport_error_and_does_not_free
     writer = transport.open_writer(ch)
     ticks: list[int] = []
     transport.call_later(0.0, lambda: ticks.append(1), period_s=0.01)
-    ticks_before = 0
+    ticks_before_last_write = 0
+
+    def write_until_blocked() -> None:
+        nonlocal ticks_before_last_write
+        for seq in range(1, 5000):  # the reader holds at most 1024 frames plus the batch it is stuck on
+            ticks_before_last_write = len(ticks)
+            writer.write("", seq, 1, seq, b"e" * 100)
+            if seq == 1:
+                assert started.wait(WAIT_S)
+
     try:
         with pytest.raises(TransportError, match=f"{ch.topic}.*timed out") as error:
-            for seq in range(1, 5000):  # the reader holds at most 1024 frames plus the batch it is stuck on
-                ticks_before = len(ticks)
-                writer.write("", seq, 1, seq, b"e" * 100)
-                if seq == 1:
-                    assert started.wait(WAIT_S)
-        ticks_while_blocked = len(ticks) - ticks_before
+            write_until_blocked()
+        ticks_while_blocked = len(ticks) - ticks_before_last_write
     finally:
         release.set()
     assert isinstance(error.value.__cause__, Exception)
@@ -311,7 +313,8 @@ def test_timers_run_on_the_dispatch_thread_only(transport: CycloneTransport) -> 
     time.sleep(0.1)
     assert len(periodic_calls) == count  # cancelled
     assert len(set(threads) | got.threads) == 1
-    assert all(on_dispatch) and all(got.on_dispatch)
+    assert all(on_dispatch)
+    assert all(got.on_dispatch)
     assert threads[0] is not threading.main_thread()
     assert threads[0].name.startswith("hardpoint-dds-")
 
@@ -365,7 +368,12 @@ def test_callback_exceptions_are_logged_and_the_dispatch_thread_survives(
 def dispatch_thread(t: CycloneTransport) -> threading.Thread:
     found: list[threading.Thread] = []
     ran = threading.Event()
-    t.call_later(0.0, lambda: (found.append(threading.current_thread()), ran.set()))
+
+    def record() -> None:
+        found.append(threading.current_thread())
+        ran.set()
+
+    t.call_later(0.0, record)
     assert ran.wait(WAIT_S)
     return found[0]
 
@@ -402,7 +410,8 @@ def test_close_from_a_callback() -> None:
 
 
 def test_writer_close() -> None:
-    with CycloneTransport(domain_id=DOMAIN) as t:
+    t = CycloneTransport(domain_id=DOMAIN)
+    with t:
         ch = channel(QosClass.STATE, keyed=True)
         writer = t.open_writer(ch)
         writer.close()
@@ -451,11 +460,13 @@ def test_one_domain_one_configuration_per_process(transport: CycloneTransport) -
     path = str(resources.files("hardpoint._dds").joinpath("loopback.xml"))
     with pytest.raises(TransportError, match="another configuration"):
         CycloneTransport(domain_id=DOMAIN, config=path)
-    with CycloneTransport(domain_id=DOMAIN + 1, config=path) as t:  # a path is accepted
+    t = CycloneTransport(domain_id=DOMAIN + 1, config=path)  # a path is accepted
+    with t:
         assert not t.closed
 
 
 def test_process_environment_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CYCLONEDDS_URI", '<CycloneDDS><Domain id="any"><Broken/></Domain></CycloneDDS>')
-    with CycloneTransport(domain_id=DOMAIN + 1) as t:
+    t = CycloneTransport(domain_id=DOMAIN + 1)
+    with t:
         assert not t.closed

@@ -60,6 +60,7 @@ __all__ = [
     "PlatformHealth",
     "PlatformSection",
     "Resolution",
+    "ResolutionError",
     "RestartDecision",
     "RestartPolicy",
     "StateError",

@@ -112,7 +112,9 @@ class PlatformControl(Protocol):
 
     def health(self) -> PlatformHealth: ...
 
-    def events(self, since_id: int = 0, *, follow: bool = False, timeout_s: float | None = None) -> Iterator[EventRecord]:
+    def events(
+        self, since_id: int = 0, *, follow: bool = False, timeout_s: float | None = None
+    ) -> Iterator[EventRecord]:
         """Events after ``since_id``; with ``follow``, keep yielding new ones until the caller stops."""
         ...
 

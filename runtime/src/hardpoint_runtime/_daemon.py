@@ -140,7 +140,6 @@ class Daemon:
 
     def _resolve(self) -> None:
         from hardpoint import all_interfaces
-
         from hardpoint_runtime._errors import ResolutionError
         from hardpoint_runtime._inspect import inspect_modules
         from hardpoint_runtime._plugins import find_modules, pick_version, store_paths
@@ -174,7 +173,9 @@ class Daemon:
         resolution = resolve(candidates, interfaces)
         self.platform_errors = list(resolution.errors)
         if resolution.errors:
-            raise ResolutionError("platform configuration refused, nothing started:\n  " + "\n  ".join(resolution.errors))
+            raise ResolutionError(
+                "platform configuration refused, nothing started:\n  " + "\n  ".join(resolution.errors)
+            )
         self._start_order = list(resolution.start_order)
         for name, m in self.modules.items():
             unmet = resolution.blocked.get(name, [])
@@ -204,7 +205,6 @@ class Daemon:
     def _open_bus(self) -> None:
         import hardpoint
         from hardpoint.core.v1 import health_pb2
-
         from hardpoint_runtime._topics import TopicMonitor
 
         self._transport = hardpoint.CycloneTransport(domain_id=self.config.platform.domain_id)
@@ -275,8 +275,12 @@ class Daemon:
             m.state = reply.get("state", m.state)
             if not reply.get("ok") or reply.get("error"):
                 m.reason = reply.get("error") or f"{transition.value} refused"
-                self.event("transition_failed", module=m.name, severity="warning",
-                           detail={"transition": transition.value, "reason": m.reason})
+                self.event(
+                    "transition_failed",
+                    module=m.name,
+                    severity="warning",
+                    detail={"transition": transition.value, "reason": m.reason},
+                )
                 break
             self.event("state_changed", module=m.name, detail={"state": m.state, "transition": transition.value})
 
@@ -335,7 +339,9 @@ class Daemon:
 
     # -- events ----------------------------------------------------------------------------
 
-    def event(self, kind: str, *, module: str | None = None, severity: str = "info", detail: dict[str, str] | None = None) -> None:
+    def event(
+        self, kind: str, *, module: str | None = None, severity: str = "info", detail: dict[str, str] | None = None
+    ) -> None:
         """Record an event in the state store and wake event watchers."""
         if self.store is not None:
             self.store.append_event(kind, module=module, severity=severity, **(detail or {}))
@@ -397,7 +403,9 @@ class Daemon:
                 m.target = m.state
                 if self.store is not None:
                     self.store.set_target(name, m.state)
-            self.event("state_changed", module=name, detail={"state": m.state, "transition": transition, "by": "operator"})
+            self.event(
+                "state_changed", module=name, detail={"state": m.state, "transition": transition, "by": "operator"}
+            )
             return self._status(m)
 
     def health(self) -> PlatformHealth:
@@ -416,7 +424,9 @@ class Daemon:
             modules_active=active,
         )
 
-    def events(self, since_id: int = 0, *, follow: bool = False, timeout_s: float | None = None) -> Iterator[EventRecord]:
+    def events(
+        self, since_id: int = 0, *, follow: bool = False, timeout_s: float | None = None
+    ) -> Iterator[EventRecord]:
         last = since_id
         end = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
@@ -488,7 +498,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node", help="this computer's node name (default: the configuration's)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format='{"t":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}')
+    logging.basicConfig(
+        level=args.log_level,
+        format='{"t":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}',
+    )
     try:
         daemon = Daemon(args.config, node=args.node)
         daemon.start()

@@ -22,7 +22,6 @@ def _inspect(paths: Sequence[str]) -> dict[str, dict[str, Any]]:
     import importlib.metadata as md
 
     import hardpoint
-
     from hardpoint_runtime._plugins import find_modules
 
     for path in reversed(paths):

@@ -19,11 +19,19 @@ class _Collector:
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        restarts = CounterMetricFamily("hardpoint_module_restarts", "Restarts of a module by the supervisor", labels=["module", "node"])
-        up = GaugeMetricFamily("hardpoint_module_active", "1 when the module is in state active", labels=["module", "node"])
-        beat = GaugeMetricFamily("hardpoint_module_heartbeat_age_seconds", "Seconds since the last heartbeat", labels=["module", "node"])
+        restarts = CounterMetricFamily(
+            "hardpoint_module_restarts", "Restarts of a module by the supervisor", labels=["module", "node"]
+        )
+        up = GaugeMetricFamily(
+            "hardpoint_module_active", "1 when the module is in state active", labels=["module", "node"]
+        )
+        beat = GaugeMetricFamily(
+            "hardpoint_module_heartbeat_age_seconds", "Seconds since the last heartbeat", labels=["module", "node"]
+        )
         samples = CounterMetricFamily(
-            "hardpoint_bus_messages", "Bus counters reported in module heartbeats", labels=["module", "channel", "counter"]
+            "hardpoint_bus_messages",
+            "Bus counters reported in module heartbeats",
+            labels=["module", "channel", "counter"],
         )
         for s in self.control.list_modules():
             restarts.add_metric([s.name, s.node], s.restarts)

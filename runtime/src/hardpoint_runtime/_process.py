@@ -7,6 +7,7 @@ Nothing here decides *whether* to restart: that is :mod:`._policy`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -78,7 +79,8 @@ class ModuleProcess:
         return self.proc is not None and self.proc.poll() is not None
 
     def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
+        assert self.proc is not None
+        assert self.proc.stdout is not None
         for line in self.proc.stdout:
             try:
                 msg = json.loads(line)
@@ -141,10 +143,8 @@ class ModuleProcess:
     def kill(self) -> None:
         """SIGKILL the worker (used for hangs and when stop times out)."""
         if self.proc is not None and self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.proc.wait()
         self._close()
 
@@ -152,10 +152,8 @@ class ModuleProcess:
         if self.proc is not None:
             for stream in (self.proc.stdin, self.proc.stdout):
                 if stream is not None:
-                    try:
+                    with contextlib.suppress(OSError):
                         stream.close()
-                    except OSError:
-                        pass
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -71,7 +71,9 @@ class _Worker:
         module = _load_module(spec)
         manifest = hardpoint.ModuleHost.manifest_of(module)
         adapters = _load_adapters(spec, manifest.adapters)
-        self.transport = hardpoint.CycloneTransport(domain_id=int(spec.get("domain_id", 0)), config=spec.get("dds_config"))
+        self.transport = hardpoint.CycloneTransport(
+            domain_id=int(spec.get("domain_id", 0)), config=spec.get("dds_config")
+        )
         self.host = hardpoint.ModuleHost(
             module,
             self.transport,

@@ -87,7 +87,9 @@ _WHERE = {
         ["BatchPolicy", "Bus", "Publisher", "PublisherCounters", "SampleInfo", "Subscription", "SubscriptionCounters"],
         "hardpoint._bus",
     ),
-    **dict.fromkeys(["FieldRule", "InterfaceSpec", "QosClass", "all_interfaces", "interface_spec"], "hardpoint._contracts"),
+    **dict.fromkeys(
+        ["FieldRule", "InterfaceSpec", "QosClass", "all_interfaces", "interface_spec"], "hardpoint._contracts"
+    ),
     "CycloneTransport": "hardpoint._dds",
     **dict.fromkeys(
         [

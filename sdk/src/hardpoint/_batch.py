@@ -10,10 +10,10 @@ message.
 
 from __future__ import annotations
 
-import functools
-from typing import Final
+from typing import Final, cast
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2, message_factory
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 
 __all__ = ["batch_type", "item_prefix"]
@@ -34,11 +34,20 @@ def item_prefix(length: int) -> bytes:
     return bytes(out)
 
 
-@functools.cache
+_BATCH_TYPES: dict[type[Message], type[Message]] = {}
+
+
 def batch_type(message_type: type[Message]) -> type[Message]:
-    """A message class ``{ repeated <message_type> items = 1; }`` in the message's own pool."""
+    """A message class ``{ repeated <message_type> items = 1; }`` in the message's own pool (made once)."""
+    cls = _BATCH_TYPES.get(message_type)
+    if cls is None:
+        cls = _BATCH_TYPES[message_type] = _make_batch_type(message_type)
+    return cls
+
+
+def _make_batch_type(message_type: type[Message]) -> type[Message]:
     descriptor = message_type.DESCRIPTOR
-    pool: descriptor_pool.DescriptorPool = descriptor.file.pool
+    pool = descriptor.file.pool
     name = f"hardpoint_batch/{descriptor.full_name}.proto"
     full_name = f"hardpoint_batch.{descriptor.full_name}.Batch"
     try:
@@ -59,5 +68,5 @@ def batch_type(message_type: type[Message]) -> type[Message]:
             type_name=f".{descriptor.full_name}",
         )
         pool.AddSerializedFile(file.SerializeToString())
-    cls: type[Message] = message_factory.GetMessageClass(pool.FindMessageTypeByName(full_name))
+    cls: type[Message] = message_factory.GetMessageClass(cast(Descriptor, pool.FindMessageTypeByName(full_name)))
     return cls

@@ -139,9 +139,7 @@ def _key_function(spec: InterfaceSpec) -> Callable[[Message], str] | None:
 class Publisher(Generic[M]):
     """Publishes messages of one interface. Made by :meth:`Bus.publisher`."""
 
-    def __init__(
-        self, bus: Bus, spec: InterfaceSpec, writer: FrameWriter, batch: BatchPolicy | None
-    ) -> None:
+    def __init__(self, bus: Bus, spec: InterfaceSpec, writer: FrameWriter, batch: BatchPolicy | None) -> None:
         self._bus = bus
         self.spec = spec
         self._type = spec.message_type
@@ -319,7 +317,7 @@ class Subscription(Generic[M]):
             return 0.0
         return (self._bus.transport.now_ns() - self.last_received_ns) / 1e9
 
-    def _check(self, frame: Frame) -> Sequence[Any] | None:
+    def _check(self, frame: Frame) -> Sequence[Any] | None:  # noqa: PLR0911 - one exit per normative check
         c = self.counters
         count = frame.count
         if frame.interface != self.spec.name:
@@ -367,7 +365,12 @@ class Subscription(Generic[M]):
         if self._with_info:
             base = frame.seq
             pairs = [
-                (m, SampleInfo(frame.source, frame.epoch, base + i, frame.stamp_ns, frame.interface, frame.schema_id, frame.key))
+                (
+                    m,
+                    SampleInfo(
+                        frame.source, frame.epoch, base + i, frame.stamp_ns, frame.interface, frame.schema_id, frame.key
+                    ),
+                )
                 for i, m in enumerate(messages)
             ]
             items: Sequence[Any] = pairs

@@ -10,14 +10,13 @@ descriptor, so the contract in ``proto/`` is the only source.
 from __future__ import annotations
 
 import enum
-import functools
 import hashlib
 import importlib
 import pkgutil
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, FileDescriptor
@@ -134,7 +133,7 @@ def _file_closure(file: FileDescriptor) -> list[FileDescriptor]:
     return list(seen.values())
 
 
-def file_descriptor_set(descriptor: Descriptor) -> bytes:
+def file_descriptor_set(descriptor: Any) -> bytes:
     """Serialized ``FileDescriptorSet`` that lets a tool decode ``descriptor``'s messages."""
     fds = descriptor_pb2.FileDescriptorSet()
     for f in _file_closure(descriptor.file):
@@ -201,13 +200,23 @@ def _is_repeated(fd: FieldDescriptor) -> bool:
     return bool(fd.is_repeated)
 
 
-@functools.cache
+_SPECS: dict[type[Message], InterfaceSpec] = {}
+
+
 def interface_spec(message_type: type[Message]) -> InterfaceSpec:
-    """The contract of ``message_type``.
+    """The contract of ``message_type`` (read once, then cached).
 
     :raises ContractError: the message carries no contract, or the contract is malformed.
     """
-    descriptor: Descriptor = message_type.DESCRIPTOR
+    spec = _SPECS.get(message_type)
+    if spec is None:
+        spec = _SPECS[message_type] = _read_spec(message_type)
+    return spec
+
+
+def _read_spec(message_type: type[Message]) -> InterfaceSpec:
+    # types-protobuf types DESCRIPTOR as a union with the upb class; they behave alike.
+    descriptor = cast(Descriptor, message_type.DESCRIPTOR)
     name = descriptor.full_name
     opts = descriptor.GetOptions()
     ext = _contract_pb2().contract

@@ -10,8 +10,8 @@ transport. It registers the module with pluggy against
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
 import time
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import pluggy
@@ -93,7 +93,9 @@ class ModuleHost:
         self.module = module
         self.transport = transport
         self.manifest = _manifest_of(module)
-        self.bus = Bus(transport, module=self.manifest.name, provides=self.manifest.provides, requires=self.manifest.requires)
+        self.bus = Bus(
+            transport, module=self.manifest.name, provides=self.manifest.provides, requires=self.manifest.requires
+        )
         self.bus.active = False
         self._pm = pluggy.PluginManager("hardpoint")
         self._pm.add_hookspecs(hookspecs)
@@ -224,7 +226,9 @@ class ModuleHost:
 
     def _timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
         if self.state is State.FINALIZED:
-            raise LifecycleError(f"module {self.manifest.name!r} is finalized", module=self.manifest.name, state="finalized")
+            raise LifecycleError(
+                f"module {self.manifest.name!r} is finalized", module=self.manifest.name, state="finalized"
+            )
 
         def tick() -> None:
             if self.state is State.ACTIVE:
