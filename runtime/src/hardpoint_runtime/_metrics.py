@@ -48,6 +48,6 @@ def start_metrics(control: Any, address: str, port: int) -> Any:
     from prometheus_client import CollectorRegistry, start_http_server
 
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(_Collector(control))  # type: ignore[arg-type]
+    registry.register(_Collector(control))
     server, _thread = start_http_server(port, addr=address, registry=registry)
     return server
