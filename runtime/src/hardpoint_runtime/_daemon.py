@@ -13,6 +13,7 @@ view of all this.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import threading
@@ -481,6 +482,21 @@ class Daemon:
             pass
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per log line: time, level, logger, message (and the exception, if any)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
 def _tls(mgmt: Any) -> Any:
     if not mgmt.tcp:
         return None
@@ -513,3 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     daemon.wait()
     daemon.stop()
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["start_metrics"]
+__all__ = ["MetricsServer", "start_metrics"]
 
 
 class _Collector:
@@ -43,11 +43,27 @@ class _Collector:
         yield from (restarts, up, beat, samples)
 
 
-def start_metrics(control: Any, address: str, port: int) -> Any:
-    """Serve ``/metrics`` on ``address:port``; returns the server (call ``shutdown()`` to stop)."""
+class MetricsServer:
+    """A running ``/metrics`` endpoint."""
+
+    def __init__(self, server: Any, thread: Any) -> None:
+        self._server = server
+        self._thread = thread
+        #: The port it listens on (the real one when 0 was asked for).
+        self.server_port: int = server.server_port
+
+    def shutdown(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def start_metrics(control: Any, address: str, port: int) -> MetricsServer:
+    """Serve ``/metrics`` on ``address:port`` (0 picks a free port)."""
     from prometheus_client import CollectorRegistry, start_http_server
 
     registry = CollectorRegistry(auto_describe=True)
     registry.register(_Collector(control))
-    server, _thread = start_http_server(port, addr=address, registry=registry)
-    return server
+    server, thread = start_http_server(port, addr=address, registry=registry)
+    return MetricsServer(server, thread)
