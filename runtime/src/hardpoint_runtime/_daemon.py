@@ -59,7 +59,8 @@ class _Module:
     reason: str = ""
     restarts: int = 0
     failed: bool = False
-    process: ModuleProcess | None = None
+    isolation: str = "process"
+    process: Any = None  # ModuleProcess, or InProcessModule for isolation "in-process"
     policy: RestartPolicy = field(default_factory=RestartPolicy)
     restart_at: float | None = None
     last_beat: float = -1.0
@@ -73,9 +74,13 @@ class Daemon:
 
     def __init__(self, config_path: Path, *, node: str | None = None) -> None:
         from hardpoint_runtime._config import load_config
+        from hardpoint_runtime._dds_config import node_dds_config
 
         self.config_path = Path(config_path)
         self.config = load_config(self.config_path)
+        #: Cyclone DDS configuration of this node (daemon and every module process), from ``[dds]``;
+        #: fixed at start: a reload does not move the bus.
+        self.dds_config: str | None = node_dds_config(self.config.dds)
         self.node = node or self.config.node
         self.state_dir = Path(self.config.platform.state_dir)
         self.modules: dict[str, _Module] = {}
@@ -163,7 +168,7 @@ class Daemon:
                 found = manifests.get(f"{entry.name}=={dist.version}", {})
                 if "manifest" in found:
                     manifest = self._manifest(found["manifest"])
-                    m.version, m.supplier = manifest.version, manifest.supplier
+                    m.version, m.supplier, m.isolation = manifest.version, manifest.supplier, manifest.isolation
                     m.provides, m.requires = manifest.provides, manifest.requires
                 else:
                     why = f"module {entry.name!r} {dist.version} does not load: {found.get('error', 'unknown error')}"
@@ -208,7 +213,7 @@ class Daemon:
         from hardpoint.core.v1 import health_pb2
         from hardpoint_runtime._topics import TopicMonitor
 
-        self._transport = hardpoint.CycloneTransport(domain_id=self.config.platform.domain_id)
+        self._transport = hardpoint.CycloneTransport(domain_id=self.config.platform.domain_id, config=self.dds_config)
         self._bus = hardpoint.Bus(self._transport, module=f"hardpointd.{self.node}")
         self._bus.subscribe(health_pb2.ModuleHealth, self._on_health)
         self._topics = TopicMonitor(self._transport)
@@ -240,6 +245,7 @@ class Daemon:
             "entry_point": m.dist.entry_point,
             "paths": [m.dist.path] if m.dist.path else [],
             "domain_id": self.config.platform.domain_id,
+            "dds_config": self.dds_config,
             "node": self.node,
             "config": dict(m.entry.config),
             "adapters": adapters,
@@ -253,7 +259,13 @@ class Daemon:
                 m.state = "failed"
                 return
             m.state = "starting"
-            proc = ModuleProcess(m.name, self._spec(m), self.state_dir / "logs" / f"{m.name}.log")
+            proc: Any
+            if self._isolation(m) == "in-process":
+                from hardpoint_runtime._inprocess import InProcessModule
+
+                proc = InProcessModule(m.name, self._spec(m), self._transport)
+            else:
+                proc = ModuleProcess(m.name, self._spec(m), self.state_dir / "logs" / f"{m.name}.log")
             try:
                 proc.start(timeout_s=WORKER_TIMEOUT_S)
             except WorkerError as e:
@@ -264,6 +276,10 @@ class Daemon:
             m.state = "unconfigured"
             self.event("module_started", module=m.name, detail={"pid": str(proc.pid), "version": m.version})
             self._drive(m, m.target)
+
+    def _isolation(self, m: _Module) -> str:
+        """The configuration's override, else the manifest's choice."""
+        return str(m.entry.isolation or m.isolation)
 
     def _drive(self, m: _Module, target: str) -> None:
         from hardpoint import State
