@@ -19,11 +19,12 @@ from cyclonedds.pub import DataWriter
 from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
 from cyclonedds.util import duration
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from hardpoint import CycloneTransport, TransportError
 from hardpoint._dds import _bytes
 from hardpoint._dds._envelope import ENVELOPE_FIELDS, Envelope, KeyedEnvelope, Schema
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 #: Not the domain of test_dds_transport.py, in case both modules run at once in two processes.
 DOMAIN = (os.getpid() + 100) % 200 + 1

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 
 import pytest
+
 from hardpoint import Bus, Channel, CycloneTransport, Frame, FrameWriter, QosClass, SchemaRecord, TransportError
 from hardpoint._dds import _bytes
 
@@ -180,6 +181,16 @@ def test_closed_reader_gets_nothing_more(transport: CycloneTransport) -> None:
         writer.write("", seq, 1, seq, b"x")
     time.sleep(0.2)
     assert len(got.frames) == count
+
+
+def test_header_that_does_not_fit_the_envelope_is_refused_at_open(transport: CycloneTransport) -> None:
+    ch = channel(QosClass.EVENT)
+    bad = Channel(ch.topic, ch.qos, ch.keyed, ch.history_depth, ch.interface, ch.schema_id, ch.source, epoch=2**32)
+    with pytest.raises(TransportError, match=ch.topic):
+        transport.open_writer(bad)
+    transport.open_writer(ch).write("", 1, 1, 0, b"")
+    with pytest.raises(TransportError, match=ch.topic):
+        transport.open_writer(ch).write("", -1, 1, 0, b"")
 
 
 def test_keyed_and_keyless_use_of_one_topic_is_refused(transport: CycloneTransport) -> None:

@@ -231,7 +231,7 @@ class _Reader(FrameReader, Generic[S]):
         decode = self.decode
         try:
             return [decode(data) for data, info in taken if info.valid_data], len(taken)
-        except (ValueError, struct.error, IndexError) as e:
+        except Exception as e:  # malformed input; the library's fallback decoder raises anything
             _log.debug("malformed sample on topic %s (%s); decoding one by one", self.topic, e)
         return self._decode_each(taken), len(taken)
 
@@ -242,7 +242,7 @@ class _Reader(FrameReader, Generic[S]):
                 continue
             try:
                 out.append(self.decode(data))
-            except (ValueError, struct.error, IndexError) as e:
+            except Exception as e:  # malformed input; the library's fallback decoder raises anything
                 self.malformed += 1
                 _log.warning("dropped a malformed sample on topic %s: %s", self.topic, e)
         return out
@@ -288,7 +288,6 @@ class CycloneTransport(Transport):
         self._timers: list[tuple[int, int, _Timer]] = []
         self._order = itertools.count()
         self._schemas: dict[str, SchemaRecord] = {}
-        self._own_schemas: dict[str, SchemaRecord] = {}
         self._schema_writer: DataWriter[Schema] | None = None
         _acquire_domain(domain_id, self._config)
         try:
@@ -327,7 +326,11 @@ class CycloneTransport(Transport):
                 entity: DataWriter[Any] = DataWriter(self._participant, topic, _qos.writer_qos(channel))
             except DDSException as e:
                 raise _dds_error(f"cannot create a writer on topic {channel.topic}", e) from e
-            writer = _Writer(self, channel, entity)
+            try:
+                writer = _Writer(self, channel, entity)
+            except (struct.error, UnicodeError) as e:
+                _delete(entity)
+                raise TransportError(f"cannot write on topic {channel.topic} with header {channel}: {e}") from e
             self._writers.add(writer)
         return writer
 
@@ -365,7 +368,6 @@ class CycloneTransport(Transport):
                 self._schema_writer.write(sample)
             except DDSException as e:
                 raise _dds_error(f"cannot announce schema {record.schema_id} on topic {SCHEMA_TOPIC}", e) from e
-            self._own_schemas[record.schema_id] = record
             self._schemas[record.schema_id] = record
 
     def schemas(self) -> list[SchemaRecord]:
@@ -379,13 +381,12 @@ class CycloneTransport(Transport):
         the thread cleans up when the callback returns.
         """
         with self._lock:
-            if self._closed:
-                return
+            first = not self._closed
             self._closed = True
-        self._wake()
-        if self.on_dispatch_thread():
-            return
-        self._thread.join()
+        if first:
+            self._wake()
+        if not self.on_dispatch_thread():
+            self._thread.join()
 
     # -- internals: entities --------------------------------------------------
 
@@ -466,7 +467,10 @@ class CycloneTransport(Transport):
 
     def _delete_entities(self) -> None:
         with self._lock:
-            _delete(getattr(self, "_waitset", None))
+            waitset: WaitSet | None = getattr(self, "_waitset", None)
+            if waitset is not None:
+                _delete(waitset)
+                waitset.attached = []  # or its finalizer detaches them again from a deleted handle
             readers, self._readers = self._readers, []
             writers, self._writers = list(self._writers), set()
             for reader in readers:
