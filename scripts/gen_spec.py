@@ -567,15 +567,18 @@ ENV_REQUIREMENTS = """\
   sequence order. Only EVENT and STREAM interfaces are batched.
 - **IF-ENV-RX-ORDER**: A receiver checks every sample before module code sees it, in this
   order: interface (IF-ENV-RX-INTERFACE), schema id (IF-ENV-RX-SCHEMA), count
-  (IF-ENV-RX-DECODE), sequence (IF-ENV-RX-DUP), payload (IF-ENV-RX-DECODE). The first
+  (IF-ENV-RX-COUNT), sequence (IF-ENV-RX-DUP), payload (IF-ENV-RX-DECODE). The first
   failed check decides how a sample is counted.
 - **IF-ENV-RX-INTERFACE**: A sample whose `interface` is not the interface the reader
-  expects on that topic is dropped and counted.
+  expects on that topic is dropped and counted (as `count` messages, at least one).
 - **IF-ENV-RX-SCHEMA**: A sample whose `schema_id` differs from the schema id of the
-  reader's own schema for that interface is dropped and counted.
-- **IF-ENV-RX-DECODE**: A sample whose `count` is out of range, whose payload does not
-  parse, or whose batch does not hold exactly `count` messages is dropped and counted
-  (as `count` messages).
+  reader's own schema for that interface is dropped and counted (as `count` messages,
+  at least one).
+- **IF-ENV-RX-COUNT**: A sample whose `count` is outside 1..4096, or that the transport
+  cannot decode at all (for example a string that is not UTF-8), is dropped and counted
+  as one undecodable message.
+- **IF-ENV-RX-DECODE**: A sample whose payload does not parse, or whose batch does not
+  hold exactly `count` messages, is dropped and counted as `count` undecodable messages.
 - **IF-ENV-RX-DUP**: A sample whose `sequence` is not greater than the last one received
   for the same (`source`, `epoch`, `key`) is a duplicate or replay: it is dropped and
   counted.

@@ -134,9 +134,19 @@ def _file_closure(file: FileDescriptor) -> list[FileDescriptor]:
 
 
 def file_descriptor_set(descriptor: Any) -> bytes:
-    """Serialized ``FileDescriptorSet`` that lets a tool decode ``descriptor``'s messages."""
+    """Serialized ``FileDescriptorSet`` that lets a tool decode ``descriptor``'s messages.
+
+    It also holds ``hardpoint/core/v1/header.proto`` (``Header`` and ``Batch``), so a
+    batched sample (count > 1) can be split with the announced schemas alone.
+    """
+    from hardpoint.core.v1 import header_pb2
+
+    files: dict[str, FileDescriptor] = {}
+    for root in (header_pb2.DESCRIPTOR, descriptor.file):
+        for f in _file_closure(root):
+            files.setdefault(f.name, f)
     fds = descriptor_pb2.FileDescriptorSet()
-    for f in _file_closure(descriptor.file):
+    for f in files.values():
         fds.file.add().MergeFromString(f.serialized_pb)
     return fds.SerializeToString(deterministic=True)
 

@@ -197,6 +197,7 @@ class _Reader(FrameReader, Generic[S]):
         entity: DataReader[Any],
         decode: Callable[[bytes], S],
         deliver: Callable[[Sequence[S]], None],
+        placeholder: S | None = None,
     ) -> None:
         self._transport = transport
         self.topic = topic
@@ -208,6 +209,9 @@ class _Reader(FrameReader, Generic[S]):
         self.closed = False
         #: Samples dropped because they could not be decoded.
         self.malformed = 0
+        #: Delivered in place of each sample that cannot be decoded, so the SDK counts it
+        #: (an envelope with count 0 is counted as undecodable, IF-ENV-RX-COUNT).
+        self.placeholder = placeholder
 
     def close(self) -> None:
         if self.closed:
@@ -245,7 +249,24 @@ class _Reader(FrameReader, Generic[S]):
             except Exception as e:  # malformed input; the library's fallback decoder raises anything
                 self.malformed += 1
                 _log.warning("dropped a malformed sample on topic %s: %s", self.topic, e)
+                if self.placeholder is not None:
+                    out.append(self.placeholder)
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class _MalformedFrame:
+    """Stands for an envelope that could not be decoded at all."""
+
+    interface: str
+    schema_id: str
+    key: str = ""
+    source: str = ""
+    epoch: int = 0
+    seq: int = 0
+    count: int = 0
+    stamp_ns: int = 0
+    payload: bytes = b""
 
 
 class _Timer(Timer):
@@ -336,11 +357,14 @@ class CycloneTransport(Transport):
 
     def open_reader(self, channel: Channel, deliver: Callable[[Sequence[Frame]], None]) -> FrameReader:
         qos = _qos.reader_qos(channel)
+        # An envelope too broken to decode reaches the subscription as this empty frame (count 0),
+        # which it counts as undecodable instead of the sample vanishing unseen.
+        broken: Frame = _MalformedFrame(interface=channel.interface, schema_id=channel.schema_id)
         if channel.keyed:
-            keyed = _bytes.make_decoder(KeyedEnvelope, KeyedEnvelope.deserialize)
-            return self._open_reader(channel.topic, KeyedEnvelope, qos, keyed, deliver)
-        keyless = _bytes.make_decoder(Envelope, Envelope.deserialize)
-        return self._open_reader(channel.topic, Envelope, qos, keyless, deliver)
+            keyed: Callable[[bytes], Frame] = _bytes.make_decoder(KeyedEnvelope, KeyedEnvelope.deserialize)
+            return self._open_reader(channel.topic, KeyedEnvelope, qos, keyed, deliver, broken)
+        keyless: Callable[[bytes], Frame] = _bytes.make_decoder(Envelope, Envelope.deserialize)
+        return self._open_reader(channel.topic, Envelope, qos, keyless, deliver, broken)
 
     def call_later(self, delay_s: float, callback: Callable[[], None], *, period_s: float | None = None) -> Timer:
         timer = _Timer(callback, None if period_s is None else max(1, int(period_s * 1e9)))
@@ -418,13 +442,14 @@ class CycloneTransport(Transport):
         qos: Any,
         decode: Callable[[bytes], S],
         deliver: Callable[[Sequence[S]], None],
+        placeholder: S | None = None,
     ) -> _Reader[S]:
         with self._lock:
             self._check_open()
             topic = self._topic(topic_name, cls)
             try:
                 entity: DataReader[Any] = DataReader(self._participant, topic, qos)
-                reader = _Reader(self, topic_name, entity, decode, deliver)
+                reader = _Reader(self, topic_name, entity, decode, deliver, placeholder)
                 assert reader.condition is not None
                 self._waitset.attach(reader.condition)
             except DDSException as e:
