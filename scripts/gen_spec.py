@@ -99,6 +99,7 @@ class Contract:
     deadline_ms: int
     single_writer: bool
     semantics: str
+    continuous: bool = False
 
 
 @dataclass
@@ -164,6 +165,7 @@ class _Options:
             deadline_ms=c.deadline_ms,
             single_writer=c.single_writer,
             semantics=c.semantics,
+            continuous=c.continuous,
         )
 
     def constraint(self, proto: descriptor_pb2.FieldDescriptorProto) -> Constraint | None:
@@ -697,6 +699,15 @@ def interface_requirements(model: Model, m: Message) -> list[str]:
                 f"{'a key' if c.key else 'the interface'} with no sample for longer as stale."
             )
         out.append(requirement(f"{rid}-DEADLINE", text))
+    if c.continuous:
+        out.append(
+            requirement(
+                f"{rid}-LIVE",
+                "The interface is continuous: its provider publishes at the nominal rate for as long as it is "
+                f"active, so a consumer that receives nothing for {c.deadline_ms} ms reports the provider lost "
+                "(health DEGRADED, SDK-LC-007).",
+            )
+        )
     out.append(
         requirement(
             f"{rid}-WRITER",

@@ -273,3 +273,20 @@ def test_queue_get_waits_and_times_out(transport: InMemoryTransport) -> None:
     msg = sub.get(timeout=1)
     assert msg is not None
     assert msg.track_id == "t3"
+
+
+def test_uses_allows_optional_inputs_and_star_allows_all(transport: InMemoryTransport) -> None:
+    bus = Bus(transport, module="geofence", provides=[], requires=[NAV], uses=[ALERT])
+    bus.subscribe(alert_pb2.Alert)
+    with pytest.raises(UndeclaredInterfaceError):
+        bus.subscribe(track_pb2.SensorTrack)
+    recorder = Bus(transport, module="recorder", provides=[], requires=[], uses=["*"])
+    recorder.subscribe(track_pb2.SensorTrack)
+
+
+def test_closed_subscription_leaves_the_bus(transport: InMemoryTransport) -> None:
+    _, sub_bus = buses(transport)
+    sub = sub_bus.subscribe(alert_pb2.Alert)
+    assert sub in sub_bus.subscriptions
+    sub.close()
+    assert sub not in sub_bus.subscriptions

@@ -192,7 +192,7 @@ def test_heartbeat_every_period_and_on_each_change(t: InMemoryTransport) -> None
 
 
 def test_silent_provider_degrades_health_and_recovery_restores_it(t: InMemoryTransport) -> None:
-    """A required interface with a deadline that goes silent is reported as a lost provider."""
+    """SDK-LC-007: a continuous required interface that goes silent is reported as a lost provider."""
     from hardpoint import Bus
     from hardpoint.core.v1 import geo_pb2
     from hardpoint.nav.v1 import nav_pb2
@@ -219,4 +219,25 @@ def test_silent_provider_degrades_health_and_recovery_restores_it(t: InMemoryTra
     assert "provider lost" in host.health_reason
     nav.publish(nav_pb2.NavState(platform_id="p", position=geo_pb2.GeoPosition()))
     t.advance(0.1)
+    assert host.health_status == "ok"
+
+
+def test_silence_on_a_non_continuous_interface_is_not_a_lost_provider(t: InMemoryTransport) -> None:
+    """Tracks come and go: no fused track for a while is not a fault (IF-TRACK-FUSED is not continuous)."""
+    from hardpoint import Bus
+    from hardpoint.track.v1 import track_pb2
+
+    class Consumer:
+        manifest = Manifest(name="consumer", version="1", supplier="s", requires=("hardpoint.track.v1.FusedTrack",))
+
+        @hookimpl
+        def on_configure(self, ctx: ModuleContext) -> None:
+            ctx.bus.subscribe(track_pb2.FusedTrack, lambda m: None)
+
+    fused = Bus(t, module="fusion").publisher(track_pb2.FusedTrack)
+    host = ModuleHost(Consumer(), t)
+    host.configure()
+    host.activate()
+    fused.publish(track_pb2.FusedTrack(track_id="f1"))
+    t.advance(10.0)
     assert host.health_status == "ok"

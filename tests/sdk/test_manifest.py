@@ -40,3 +40,10 @@ def test_invalid_manifest_names_field_and_reason(change: dict[str, object], fiel
     assert text.startswith("nav/manifest.toml: invalid manifest")
     assert field in text
     assert reason in text
+
+
+def test_uses_takes_interfaces_or_star() -> None:
+    m = Manifest.load({**GOOD, "uses": ["hardpoint.tasking.v1.TaskRequest", "*"]})
+    assert m.uses == ("hardpoint.tasking.v1.TaskRequest", "*")
+    with pytest.raises(ManifestError, match="uses"):
+        Manifest.load({**GOOD, "uses": ["tasks"]})

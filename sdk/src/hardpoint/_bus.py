@@ -285,6 +285,7 @@ class Subscription(Generic[M]):
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        self._bus._forget(self)
 
     # -- pull style ---------------------------------------------------------
 
@@ -403,6 +404,7 @@ class Bus:
     :param provides: interfaces this module may publish; ``None`` allows all
         (tools such as recorders and benchmarks, never modules).
     :param requires: interfaces this module may subscribe to; ``None`` allows all.
+    :param uses: further interfaces it may subscribe to (optional inputs); ``"*"`` allows all.
     """
 
     def __init__(
@@ -412,11 +414,13 @@ class Bus:
         module: str,
         provides: Iterable[str] | None = None,
         requires: Iterable[str] | None = None,
+        uses: Iterable[str] = (),
     ) -> None:
         self.transport = transport
         self.module = module
         self._provides = None if provides is None else frozenset(provides)
-        self._requires = None if requires is None else frozenset(requires)
+        may_read = None if requires is None else frozenset(requires) | frozenset(uses)
+        self._requires = None if may_read is None or "*" in may_read else may_read
         self._publishers: dict[type[Message], Publisher[Any]] = {}
         self._subscriptions: list[Subscription[Any]] = []
         self._announced: set[str] = set()
@@ -501,6 +505,10 @@ class Bus:
         """Have ``handler(interface, error)`` called when a subscription callback raises."""
         self._error_handler = handler
 
+    def _forget(self, sub: Subscription[Any]) -> None:
+        if sub in self._subscriptions:
+            self._subscriptions.remove(sub)
+
     def _report_callback_error(self, interface: str, error: BaseException) -> None:
         _log.error("module %s: callback for %s raised %r", self.module, interface, error)
         if self._error_handler is not None:
@@ -515,7 +523,7 @@ class Bus:
         """Flush and close every publisher and subscription (not the transport)."""
         for pub in self._publishers.values():
             pub.close()
-        for sub in self._subscriptions:
+        for sub in list(self._subscriptions):
             sub.close()
         self._publishers.clear()
         self._subscriptions.clear()

@@ -84,6 +84,8 @@ class InterfaceSpec:
     #: Identity of the exact schema (hash of the descriptor closure).
     schema_id: str
     rules: tuple[FieldRule, ...] = field(default=())
+    #: The provider publishes at the nominal rate while active; silence past the deadline means it is lost.
+    continuous: bool = False
 
     @property
     def major(self) -> int:
@@ -259,6 +261,7 @@ def _read_spec(message_type: type[Message]) -> InterfaceSpec:
         semantics=c.semantics,
         schema_id=_schema_id(descriptor),
         rules=_field_rules(descriptor),
+        continuous=c.continuous,
     )
 
 

@@ -94,7 +94,11 @@ class ModuleHost:
         self.transport = transport
         self.manifest = _manifest_of(module)
         self.bus = Bus(
-            transport, module=self.manifest.name, provides=self.manifest.provides, requires=self.manifest.requires
+            transport,
+            module=self.manifest.name,
+            provides=self.manifest.provides,
+            requires=self.manifest.requires,
+            uses=self.manifest.uses,
         )
         self.bus.active = False
         self._pm = pluggy.PluginManager("hardpoint")
@@ -122,10 +126,18 @@ class ModuleHost:
             transport.call_later(0.1, self._watch_providers, period_s=0.1)
 
     def _watch_providers(self) -> None:
-        """Degrade health while a required interface with a deadline has gone silent (provider lost)."""
+        """Degrade health while a continuous required interface has gone silent past its deadline (provider lost).
+
+        Only continuous interfaces count: on the others (tracks, alerts, commands) silence may
+        just mean there is nothing to report.
+        """
         if self.state is not State.ACTIVE:
             return
-        silent = {sub.spec.name: (sub.silent_for(), sub.spec.deadline_ms) for sub in self.bus.subscriptions}
+        silent = {
+            sub.spec.name: (sub.silent_for(), sub.spec.deadline_ms)
+            for sub in self.bus.subscriptions
+            if sub.spec.continuous
+        }
         lost = {name: s for name, (s, deadline) in silent.items() if deadline and s * 1000 > deadline}
         if set(lost) == self._lost:
             return

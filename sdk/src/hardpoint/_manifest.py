@@ -33,8 +33,11 @@ class Manifest(BaseModel):
     supplier: str = Field(min_length=1)
     #: Interfaces the module publishes.
     provides: tuple[str, ...] = ()
-    #: Interfaces the module subscribes to and needs on the platform.
+    #: Interfaces the module subscribes to and needs on the platform: it starts only when all are provided.
     requires: tuple[str, ...] = ()
+    #: Interfaces the module subscribes to when someone provides them, but can start without
+    #: (optional inputs: operator tasking, acknowledgements). ``"*"`` means every interface (recorders, tools).
+    uses: tuple[str, ...] = ()
     #: Abstract hardware adapters the module asks for (for example ``gnss``).
     adapters: tuple[str, ...] = ()
     #: ``process``: own supervised OS process; ``in-process``: hosted inside the daemon.
@@ -59,6 +62,14 @@ class Manifest(BaseModel):
                 raise ValueError(f"{name!r} is not an interface name like 'hardpoint.nav.v1.NavState'")
         if len(set(value)) != len(value):
             raise ValueError("lists an interface twice")
+        return value
+
+    @field_validator("uses")
+    @classmethod
+    def _used_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if name != "*" and not _INTERFACE_RE.match(name):
+                raise ValueError(f"{name!r} is neither '*' nor an interface name like 'hardpoint.nav.v1.NavState'")
         return value
 
     @classmethod

@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n hardpoint/core/v1/contract.proto\x12\x11hardpoint.core.v1\x1a google/protobuf/descriptor.proto\"\xec\x01\n\x11InterfaceContract\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12(\n\x03qos\x18\x03 \x01(\x0e\x32\x1b.hardpoint.core.v1.QosClass\x12\x17\n\x0fnominal_rate_hz\x18\x04 \x01(\x01\x12\x16\n\x0erate_tolerance\x18\x05 \x01(\x01\x12\x0b\n\x03key\x18\x06 \x03(\t\x12\x15\n\rhistory_depth\x18\x07 \x01(\r\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x08 \x01(\r\x12\x15\n\rsingle_writer\x18\t \x01(\x08\x12\x11\n\tsemantics\x18\n \x01(\t\"e\n\x0f\x46ieldConstraint\x12\x10\n\x03min\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03max\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x0c\n\x04unit\x18\x04 \x01(\tB\x06\n\x04_minB\x06\n\x04_max*|\n\x08QosClass\x12\x19\n\x15QOS_CLASS_UNSPECIFIED\x10\x00\x12\x13\n\x0fQOS_CLASS_STATE\x10\x01\x12\x13\n\x0fQOS_CLASS_EVENT\x10\x02\x12\x14\n\x10QOS_CLASS_STREAM\x10\x03\x12\x15\n\x11QOS_CLASS_COMMAND\x10\x04:Y\n\x08\x63ontract\x12\x1f.google.protobuf.MessageOptions\x18\xb8\x8e\x03 \x01(\x0b\x32$.hardpoint.core.v1.InterfaceContract:W\n\nconstraint\x12\x1d.google.protobuf.FieldOptions\x18\xb9\x8e\x03 \x01(\x0b\x32\".hardpoint.core.v1.FieldConstraintb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n hardpoint/core/v1/contract.proto\x12\x11hardpoint.core.v1\x1a google/protobuf/descriptor.proto\"\x80\x02\n\x11InterfaceContract\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12(\n\x03qos\x18\x03 \x01(\x0e\x32\x1b.hardpoint.core.v1.QosClass\x12\x17\n\x0fnominal_rate_hz\x18\x04 \x01(\x01\x12\x16\n\x0erate_tolerance\x18\x05 \x01(\x01\x12\x0b\n\x03key\x18\x06 \x03(\t\x12\x15\n\rhistory_depth\x18\x07 \x01(\r\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x08 \x01(\r\x12\x15\n\rsingle_writer\x18\t \x01(\x08\x12\x11\n\tsemantics\x18\n \x01(\t\x12\x12\n\ncontinuous\x18\x0b \x01(\x08\"e\n\x0f\x46ieldConstraint\x12\x10\n\x03min\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03max\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x0c\n\x04unit\x18\x04 \x01(\tB\x06\n\x04_minB\x06\n\x04_max*|\n\x08QosClass\x12\x19\n\x15QOS_CLASS_UNSPECIFIED\x10\x00\x12\x13\n\x0fQOS_CLASS_STATE\x10\x01\x12\x13\n\x0fQOS_CLASS_EVENT\x10\x02\x12\x14\n\x10QOS_CLASS_STREAM\x10\x03\x12\x15\n\x11QOS_CLASS_COMMAND\x10\x04:Y\n\x08\x63ontract\x12\x1f.google.protobuf.MessageOptions\x18\xb8\x8e\x03 \x01(\x0b\x32$.hardpoint.core.v1.InterfaceContract:W\n\nconstraint\x12\x1d.google.protobuf.FieldOptions\x18\xb9\x8e\x03 \x01(\x0b\x32\".hardpoint.core.v1.FieldConstraintb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hardpoint.core.v1.contract_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_QOSCLASS']._serialized_start=431
-  _globals['_QOSCLASS']._serialized_end=555
+  _globals['_QOSCLASS']._serialized_start=451
+  _globals['_QOSCLASS']._serialized_end=575
   _globals['_INTERFACECONTRACT']._serialized_start=90
-  _globals['_INTERFACECONTRACT']._serialized_end=326
-  _globals['_FIELDCONSTRAINT']._serialized_start=328
-  _globals['_FIELDCONSTRAINT']._serialized_end=429
+  _globals['_INTERFACECONTRACT']._serialized_end=346
+  _globals['_FIELDCONSTRAINT']._serialized_start=348
+  _globals['_FIELDCONSTRAINT']._serialized_end=449
 # @@protoc_insertion_point(module_scope)

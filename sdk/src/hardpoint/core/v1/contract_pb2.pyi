@@ -74,6 +74,7 @@ class InterfaceContract(_message.Message):
     DEADLINE_MS_FIELD_NUMBER: _builtins.int
     SINGLE_WRITER_FIELD_NUMBER: _builtins.int
     SEMANTICS_FIELD_NUMBER: _builtins.int
+    CONTINUOUS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Requirement ID stem cited by spec/ and the conformance suite, for example "IF-NAV-STATE"."""
     topic: _builtins.str
@@ -94,6 +95,12 @@ class InterfaceContract(_message.Message):
     """At most one module on a platform may provide this interface."""
     semantics: _builtins.str
     """Normative description of what a sample means and when it is published."""
+    continuous: _builtins.bool
+    """The provider publishes at the nominal rate for as long as it is active (its keys never
+    end), so a reader that receives nothing for deadline_ms knows the provider is lost.
+    Interfaces whose keys come and go (tracks, alerts) are not continuous: silence there
+    may just mean there is nothing to report.
+    """
     @_builtins.property
     def key(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Field names whose values form the instance key (state interfaces keep the last value per key)."""
@@ -111,10 +118,11 @@ class InterfaceContract(_message.Message):
         deadline_ms: _builtins.int = ...,
         single_writer: _builtins.bool = ...,
         semantics: _builtins.str = ...,
+        continuous: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline_ms", b"deadline_ms", "history_depth", b"history_depth", "id", b"id", "key", b"key", "nominal_rate_hz", b"nominal_rate_hz", "qos", b"qos", "rate_tolerance", b"rate_tolerance", "semantics", b"semantics", "single_writer", b"single_writer", "topic", b"topic"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["continuous", b"continuous", "deadline_ms", b"deadline_ms", "history_depth", b"history_depth", "id", b"id", "key", b"key", "nominal_rate_hz", b"nominal_rate_hz", "qos", b"qos", "rate_tolerance", b"rate_tolerance", "semantics", b"semantics", "single_writer", b"single_writer", "topic", b"topic"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
