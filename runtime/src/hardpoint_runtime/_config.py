@@ -8,7 +8,7 @@ the dotted field and the reason, for example::
 
     platform.toml:14: modules[2].version: '>=2,<' is not a PEP 440 version specifier
 
-Relative paths (``platform.state_dir``, ``management.socket``, the TLS files)
+Relative paths (``platform.state_dir``, ``management.socket``, the TLS files, ``dds.config``)
 are taken relative to the folder of the configuration file, so a platform
 folder can be moved as a whole. See ``spec/runtime.md`` (RT-CFG-*).
 """
@@ -44,6 +44,7 @@ from hardpoint_runtime._errors import ConfigError, ConfigProblem
 __all__ = [
     "DEFAULT_NODE",
     "AdapterBinding",
+    "DdsSection",
     "ManagementSection",
     "MetricsSection",
     "ModuleEntry",
@@ -175,6 +176,78 @@ class MetricsSection(_Model):
         return self
 
 
+#: An interface name as the OS spells it (``lo``, ``eth0``, ``enp3s0``, ``veth-a``).
+_INTERFACE_NAME: Final = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$"
+#: A host name (RFC 1123 labels), for a peer that is not written as an IP address.
+_HOST_LABEL: Final = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME: Final = rf"^(?=.{{1,253}}$){_HOST_LABEL}(\.{_HOST_LABEL})*$"
+
+
+def _ip_version(address: str) -> int | None:
+    """4 or 6 for an IP address literal, None for anything else (a host name, an interface name)."""
+    try:
+        return ipaddress.ip_address(address).version
+    except ValueError:
+        return None
+
+
+class DdsSection(_Model):
+    """``[dds]``: where the platform's DDS traffic goes; loopback only unless told otherwise.
+
+    The daemon turns this table into a Cyclone DDS configuration (multicast off,
+    unicast discovery to ``peers``, bound to ``interface``) and gives the same
+    one to every module process of its node (see ``hardpoint_runtime._dds_config``).
+    """
+
+    #: Network interface DDS binds to: a name (``eth0``) or one of the host's IP addresses.
+    interface: str = "lo"
+    #: Addresses (or host names) that discovery is sent to: every node of the platform, this one included.
+    peers: tuple[str, ...] = ("127.0.0.1",)
+    #: Participant lease: a node silent for longer is forgotten, with its unacknowledged reliable samples.
+    lease_duration_s: float = Field(default=10.0, gt=0)
+    #: A complete Cyclone DDS XML file to use instead; excludes the three keys above.
+    config: ConfigPath | None = None
+
+    @field_validator("interface")
+    @classmethod
+    def _interface_name(cls, value: str) -> str:
+        if _ip_version(value) is None and re.fullmatch(_INTERFACE_NAME, value) is None:
+            raise ValueError(f"{value!r} is neither an interface name (such as 'eth0') nor an IP address")
+        return value
+
+    @field_validator("peers")
+    @classmethod
+    def _peer_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("lists no peer; discovery needs at least this node's own address")
+        for peer in value:
+            if _ip_version(peer) is None and re.fullmatch(_HOST_NAME, peer) is None:
+                raise ValueError(f"{peer!r} is neither an IP address nor a host name (write no port)")
+        if len(set(value)) != len(value):
+            raise ValueError("lists a peer twice")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        problems: list[tuple[Loc, str]] = []
+        if self.config is not None:
+            if not self.config.is_file():
+                problems.append((("config",), f"file not found: {self.config}"))
+            for name in ("interface", "peers", "lease_duration_s"):
+                if name in self.model_fields_set:
+                    problems.append(((name,), "cannot be combined with dds.config (the file says everything)"))
+        versions = {_ip_version(a) for a in (self.interface, *self.peers)} - {None}
+        if len(versions) > 1:
+            problems.append((("peers",), "mixes IPv4 and IPv6 addresses; DDS runs on one of them"))
+        _raise_if(problems)
+        return self
+
+    @property
+    def is_default(self) -> bool:
+        """True when nothing is set: the SDK's packaged loopback configuration applies."""
+        return not self.model_fields_set
+
+
 class SupervisionSection(_Model):
     """``[supervision]``: restart policy and deadlines for every module."""
 
@@ -247,6 +320,7 @@ class PlatformConfig(_Model):
     management: ManagementSection = Field(default_factory=ManagementSection)
     metrics: MetricsSection = Field(default_factory=MetricsSection)
     supervision: SupervisionSection = Field(default_factory=SupervisionSection)
+    dds: DdsSection = Field(default_factory=DdsSection)
     modules: tuple[ModuleEntry, ...] = ()
     adapters: dict[Annotated[str, Field(pattern=_ADAPTER_NAME)], AdapterBinding] = Field(default_factory=dict)
 

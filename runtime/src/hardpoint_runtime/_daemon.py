@@ -37,6 +37,8 @@ MONITOR_PERIOD_S = 0.05
 WORKER_TIMEOUT_S = 30.0
 _TRANSITIONS = ("configure", "activate", "deactivate", "cleanup", "shutdown")
 _ORDER = {"unconfigured": 0, "inactive": 1, "active": 2}
+#: Fields of a module record that come from the configuration and the manifest (set by ``_resolve``).
+_CONFIG_FIELDS = ("node", "local", "entry", "dist", "version", "supplier", "provides", "requires", "isolation")
 
 
 @dataclass
@@ -155,6 +157,7 @@ class Daemon:
         installed = find_modules(paths)
         manifests = inspect_modules(paths)
         candidates = []
+        fields: dict[str, str] = {}
         old = self.modules
         self.modules = {}
         for entry in self.config.enabled_modules:
@@ -163,6 +166,8 @@ class Daemon:
             m.node, m.local, m.entry = node, node == self.node, entry
             self._apply_policy(m)
             dist, why = pick_version(entry.name, entry.version, installed)
+            # Where an error about this entry points: its version when other versions are installed.
+            fields[entry.name] = "version" if dist is None and entry.version and installed.get(entry.name) else "name"
             manifest = None
             if dist is not None:
                 found = manifests.get(f"{entry.name}=={dist.version}", {})
@@ -179,8 +184,10 @@ class Daemon:
         resolution = resolve(candidates, interfaces)
         self.platform_errors = list(resolution.errors)
         if resolution.errors:
+            located = [self._locate(error, fields) for error in resolution.errors]
             raise ResolutionError(
-                "platform configuration refused, nothing started:\n  " + "\n  ".join(resolution.errors)
+                "platform configuration refused, nothing started:\n  " + "\n  ".join(located),
+                errors=located,
             )
         self._start_order = list(resolution.start_order)
         for name, m in self.modules.items():
@@ -193,6 +200,29 @@ class Daemon:
             if stored is not None:
                 m.target = stored.target_state
                 m.failed = bool(stored.failed)
+
+    def _locate(self, error: str, fields: dict[str, str]) -> str:
+        """A resolution error prefixed with the entry it is about: ``platform.toml:31: modules[5].name: ...``.
+
+        Resolution errors name modules as ``'name'``; the entry meant is the last one of the file
+        that the error names (of two single-writer providers, the one listed second).
+
+        :param error: one of :attr:`Resolution.errors`.
+        :param fields: for each module, the field of its entry to point at (``name`` or ``version``).
+        """
+        from hardpoint_runtime._config import TomlLocator, format_loc
+
+        named = [i for i, e in enumerate(self.config.modules) if repr(e.name) in error]
+        if not named:
+            return f"{self.config_path}: {error}"
+        i = named[-1]
+        loc = ("modules", i, fields.get(self.config.modules[i].name, "name"))
+        try:
+            line = TomlLocator(self.config_path.read_text(encoding="utf-8")).line(loc)
+        except (OSError, UnicodeDecodeError):
+            line = None
+        where = str(self.config_path) if line is None else f"{self.config_path}:{line}"
+        return f"{where}: {format_loc(loc)}: {error}"
 
     @staticmethod
     def _manifest(data: dict[str, Any]) -> Any:
@@ -464,19 +494,44 @@ class Daemon:
         return self._topics.snapshot() if self._topics is not None else []
 
     def reload(self) -> list[str]:
-        from hardpoint_runtime._config import load_config
+        """Re-read the configuration, resolve again, start what can start now, stop what was removed.
 
-        self.config = load_config(self.config_path)
-        before = {n: (m.state, m.unmet) for n, m in self.modules.items()}
-        self._resolve()
+        :raises ValueError: the new configuration is invalid or the platform cannot be resolved
+            with it; then nothing changed and the platform runs on with the configuration it had.
+        """
+        from hardpoint_runtime._config import load_config
+        from hardpoint_runtime._errors import ConfigError, ResolutionError
+
+        old_config, old_modules, old_errors = self.config, self.modules, self.platform_errors
+        # _resolve rewrites these fields of the modules it keeps; a refused reload puts them back.
+        saved = {n: {f: getattr(m, f) for f in _CONFIG_FIELDS} for n, m in old_modules.items()}
+        try:
+            self.config = load_config(self.config_path)
+            self._resolve()
+        except (ConfigError, ResolutionError) as e:
+            self.config, self.modules, self.platform_errors = old_config, old_modules, old_errors
+            for name, m in old_modules.items():
+                for f, value in saved[name].items():
+                    setattr(m, f, value)
+                self._apply_policy(m)
+            self.event("config_refused", severity="warning", detail={"reason": str(e)})
+            raise ValueError(f"configuration not reloaded, the platform runs on unchanged: {e}") from e
         changes = []
+        for name, m in old_modules.items():
+            if name in self.modules:
+                continue
+            with m.lock:  # no longer supervised: stop it, or it would run on unseen
+                m.restart_at = None
+                if m.process is not None:
+                    m.process.stop(timeout_s=self.config.supervision.stop_timeout_s)
+                    m.process = None
+                m.state = "finalized"
+            changes.append(f"removed {name}")
         for name in self._start_order:
             m = self.modules[name]
             if m.local and not m.unmet and m.process is None and not m.failed and m.restart_at is None:
                 self._spawn(m)
                 changes.append(f"started {name}")
-        for name in set(before) - set(self.modules):
-            changes.append(f"removed {name}")
         self.event("config_reloaded", detail={"changes": "; ".join(changes) or "none"})
         return changes
 
