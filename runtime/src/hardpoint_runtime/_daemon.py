@@ -19,6 +19,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ _log = logging.getLogger("hardpoint.daemon")
 
 #: How often the monitor looks at exits, heartbeats and due restarts.
 MONITOR_PERIOD_S = 0.05
+#: Workers loaded at once at start-up (each is a Python process importing its module).
+LAUNCH_PARALLELISM = 8
 #: How long a worker may take to load its module and answer a transition.
 WORKER_TIMEOUT_S = 30.0
 _TRANSITIONS = ("configure", "activate", "deactivate", "cleanup", "shutdown")
@@ -111,10 +114,7 @@ class Daemon:
         self._resolve()
         self._open_bus()
         self.event("daemon_started", detail={"node": self.node, "platform": self.config.platform.name})
-        for name in self._start_order:
-            m = self.modules[name]
-            if m.local and not m.unmet:
-                self._spawn(m)
+        self._start_modules([self.modules[n] for n in self._start_order])
         self._monitor = threading.Thread(target=self._monitor_loop, name="hardpointd-monitor", daemon=True)
         self._monitor.start()
         self._serve_management()
@@ -282,12 +282,32 @@ class Daemon:
             "health_period_s": 1.0,
         }
 
+    def _start_modules(self, modules: list[_Module]) -> None:
+        """Load the workers of ``modules`` in parallel, then drive them up in the given (dependency) order.
+
+        Process start and imports dominate start-up, so they overlap; transitions stay in
+        order, so a provider is active before its consumers are configured.
+        """
+        local = [m for m in modules if m.local and not m.unmet]
+        with ThreadPoolExecutor(max_workers=LAUNCH_PARALLELISM, thread_name_prefix="launch") as pool:
+            list(pool.map(self._launch, local))
+        for m in local:
+            with m.lock:
+                if m.process is not None and m.state == "unconfigured":
+                    self._drive(m, m.target)
+
     def _spawn(self, m: _Module) -> None:
         """Start m's worker and drive it to its target state; on failure, treat it as a death."""
         with m.lock:
+            if self._launch(m):
+                self._drive(m, m.target)
+
+    def _launch(self, m: _Module) -> bool:
+        """Start m's worker (module loaded, state unconfigured); False when it could not start."""
+        with m.lock:
             if m.failed:
                 m.state = "failed"
-                return
+                return False
             m.state = "starting"
             proc: Any
             if self._isolation(m) == "in-process":
@@ -300,12 +320,12 @@ class Daemon:
                 proc.start(timeout_s=WORKER_TIMEOUT_S)
             except WorkerError as e:
                 self._died(m, str(e))
-                return
+                return False
             m.process = proc
             m.last_beat = time.monotonic()
             m.state = "unconfigured"
             self.event("module_started", module=m.name, detail={"pid": str(proc.pid), "version": m.version})
-            self._drive(m, m.target)
+            return True
 
     def _isolation(self, m: _Module) -> str:
         """The configuration's override, else the manifest's choice."""
@@ -318,7 +338,11 @@ class Daemon:
         if m.process is None:
             return
         for transition in path_to(State(m.state), State(target)) if m.state in _ORDER or target == "finalized" else []:
-            reply = m.process.request("transition", timeout_s=WORKER_TIMEOUT_S, transition=transition.value)
+            try:
+                reply = m.process.request("transition", timeout_s=WORKER_TIMEOUT_S, transition=transition.value)
+            except WorkerError as e:  # it died or hung mid-transition: a death like any other
+                self._died(m, f"{e} (during {transition.value})")
+                return
             m.state = reply.get("state", m.state)
             if not reply.get("ok") or reply.get("error"):
                 m.reason = reply.get("error") or f"{transition.value} refused"
