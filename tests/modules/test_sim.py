@@ -592,3 +592,19 @@ def test_backlog_is_bounded() -> None:
     dets = radar.poll()
     assert dets
     assert min(d.time_ns for d in dets) >= clock.now - round(2.1 * 1e9)
+
+
+def test_start_file_holds_the_scenario_until_it_exists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo starts the scenario once every module is up, by writing the start file."""
+    from hardpoint_sim._clock import START_FILE_ENV, ScenarioClock
+
+    now = [1_000_000_000_000]
+    start_file = tmp_path / "start"
+    monkeypatch.setenv(START_FILE_ENV, str(start_file))
+    clock = ScenarioClock(None, lambda: now[0])
+    clock.now_ns()
+    assert clock.start_ns > now[0] * 1000  # not started: time zero is far away
+    start_file.write_text(str(now[0] + 5))
+    assert clock.start_ns == now[0] + 5
+    start_file.write_text("999")  # read once, then fixed
+    assert clock.start_ns == now[0] + 5
