@@ -77,12 +77,14 @@ class _Module:
 class Daemon:
     """One node's daemon; implements :class:`hardpoint_runtime._control.PlatformControl`."""
 
-    def __init__(self, config_path: Path, *, node: str | None = None) -> None:
+    def __init__(self, config_path: Path, *, node: str | None = None, domain_id: int | None = None) -> None:
         from hardpoint_runtime._config import load_config
         from hardpoint_runtime._dds_config import node_dds_config
 
         self.config_path = Path(config_path)
         self.config = load_config(self.config_path)
+        #: DDS domain of the platform: the configuration's unless overridden (tests, demos side by side).
+        self.domain_id: int = self.config.platform.domain_id if domain_id is None else domain_id
         #: Cyclone DDS configuration of this node (daemon and every module process), from ``[dds]``;
         #: fixed at start: a reload does not move the bus.
         self.dds_config: str | None = node_dds_config(self.config.dds)
@@ -243,7 +245,7 @@ class Daemon:
         from hardpoint.core.v1 import health_pb2
         from hardpoint_runtime._topics import TopicMonitor
 
-        self._transport = hardpoint.CycloneTransport(domain_id=self.config.platform.domain_id, config=self.dds_config)
+        self._transport = hardpoint.CycloneTransport(domain_id=self.domain_id, config=self.dds_config)
         self._bus = hardpoint.Bus(self._transport, module=f"hardpointd.{self.node}")
         self._bus.subscribe(health_pb2.ModuleHealth, self._on_health)
         self._topics = TopicMonitor(self._transport)
@@ -274,7 +276,7 @@ class Daemon:
             "module": m.name,
             "entry_point": m.dist.entry_point,
             "paths": [m.dist.path] if m.dist.path else [],
-            "domain_id": self.config.platform.domain_id,
+            "domain_id": self.domain_id,
             "dds_config": self.dds_config,
             "node": self.node,
             "config": dict(m.entry.config),
@@ -607,6 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hardpointd", description="Run the modules of one node of a platform.")
     parser.add_argument("config", type=Path, help="platform configuration (TOML)")
     parser.add_argument("--node", help="this computer's node name (default: the configuration's)")
+    parser.add_argument("--domain-id", type=int, help="DDS domain (default: the configuration's platform.domain_id)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -614,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
         format='{"t":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}',
     )
     try:
-        daemon = Daemon(args.config, node=args.node)
+        daemon = Daemon(args.config, node=args.node, domain_id=args.domain_id)
         daemon.start()
     except HardpointError as e:
         print(f"hardpointd: {e}", file=__import__("sys").stderr)

@@ -113,7 +113,6 @@ def _fail(message: str) -> NoReturn:
 def _client(ctx: typer.Context) -> Iterator[ManagementClient]:
     """A client of the daemon; any hardpoint error ends the command with exit code 1 and a message."""
     from hardpoint import HardpointError
-
     from hardpoint_runtime._management import ManagementClient, TlsFiles
 
     endpoint: _Endpoint = ctx.find_root().obj
@@ -433,6 +432,46 @@ def reload(ctx: typer.Context, json_out: JsonOption = False) -> None:
     console.print(f"configuration reloaded: {len(changes)} change{'' if len(changes) == 1 else 's'}")
     for change in changes:
         console.print(f"  - {escape(change)}")
+
+
+@app.command()
+def demo(  # noqa: PLR0917 - typer maps each option to a parameter
+    duration: Annotated[
+        float, typer.Option("--duration", help="Seconds of scenario time to run (at most 60 s).")
+    ] = 60.0,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Platform configuration (default: examples/patrol/platform.toml)."),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the state, logs and the recording.")] = Path(
+        "demo-out"
+    ),
+    domain_id: Annotated[int | None, typer.Option("--domain-id", help="DDS domain (default: the config's).")] = None,
+    live: Annotated[
+        bool | None, typer.Option("--live/--no-live", help="Live view (default: when on a terminal).")
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Run the patrol mission: daemon, simulators, fusion, geofence, recorder; live view; summary."""
+    from hardpoint_runtime._demo import run_demo
+
+    if not 0 < duration <= 60:
+        _fail("--duration must be more than 0 and at most 60 seconds")
+    console = _console()
+    if json_out:
+        from rich.console import Console
+
+        console = Console(file=sys.stderr, force_terminal=False, no_color=True)
+    try:
+        result = run_demo(
+            config=config, duration_s=duration, out_dir=out, domain_id=domain_id, live=live, console=console
+        )
+    except (RuntimeError, OSError) as e:
+        _fail(f"demo could not run: {e}")
+    if json_out:
+        _print_json({k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()})
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 def main() -> None:
