@@ -553,11 +553,13 @@ class Daemon:
                     m.process = None
                 m.state = "finalized"
             changes.append(f"removed {name}")
-        for name in self._start_order:
-            m = self.modules[name]
-            if m.local and not m.unmet and m.process is None and not m.failed and m.restart_at is None:
-                self._spawn(m)
-                changes.append(f"started {name}")
+        startable = [
+            m
+            for m in (self.modules[name] for name in self._start_order)
+            if m.local and not m.unmet and m.process is None and not m.failed and m.restart_at is None
+        ]
+        self._start_modules(startable)  # in parallel, driven up in dependency order, as at start-up
+        changes.extend(f"started {m.name}" for m in startable)
         self.event("config_reloaded", detail={"changes": "; ".join(changes) or "none"})
         return changes
 
