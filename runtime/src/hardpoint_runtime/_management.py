@@ -600,6 +600,10 @@ def serve(
 # --------------------------------------------------------------------------- client
 
 
+#: Deadline of a Reload call, in seconds (manifest inspection plus module start-up).
+RELOAD_TIMEOUT_S = 120.0
+
+
 class ManagementClient:
     """A typed client of one hardpointd's management API.
 
@@ -712,7 +716,11 @@ class ManagementClient:
 
         :raises ManagementError: code ``FAILED_PRECONDITION`` when the configuration is invalid.
         """
-        response = self._unary("cannot reload", lambda: self._stub.Reload(pb.ReloadRequest(), timeout=self.timeout_s))
+        # A reload reads every manifest and starts modules: it takes seconds, not the usual call's time.
+        response = self._unary(
+            "cannot reload",
+            lambda: self._stub.Reload(pb.ReloadRequest(), timeout=max(self.timeout_s, RELOAD_TIMEOUT_S)),
+        )
         return list(response.changes)
 
     def events(self, since_id: int = 0, *, follow: bool = False) -> Generator[EventRecord, None, None]:

@@ -55,7 +55,13 @@ def store_paths(store: Path) -> list[str]:
 def find_modules(extra_paths: Iterable[str] = ()) -> dict[str, list[ModuleDistribution]]:
     """Installed modules by name, from the environment and ``extra_paths``; each list newest first."""
     out: dict[str, list[ModuleDistribution]] = {}
+    seen: set[tuple[str, str, str]] = set()
     for ep, dist, path in _entry_points(["", *extra_paths]):
+        # An editable install is seen twice (its dist-info and its src/*.egg-info): list it once.
+        key = (ep.name, dist.version, path)
+        if key in seen:
+            continue
+        seen.add(key)
         out.setdefault(ep.name, []).append(
             ModuleDistribution(ep.name, dist.version, dist.metadata["Name"], ep.value, path)
         )
