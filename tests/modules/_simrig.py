@@ -18,6 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hardpoint import Bus, ModuleHost, SampleInfo
+from hardpoint.nav.v1 import nav_pb2
+from hardpoint.testing import InMemoryTransport
+from hardpoint.track.v1 import track_pb2
 from hardpoint_mod_nav import Nav
 from hardpoint_sim import (
     Scenario,
@@ -29,11 +33,6 @@ from hardpoint_sim import (
     sim_gnss,
 )
 from hardpoint_sim.geodesy import ned_between
-
-from hardpoint import Bus, ModuleHost, SampleInfo
-from hardpoint.nav.v1 import nav_pb2
-from hardpoint.testing import InMemoryTransport
-from hardpoint.track.v1 import track_pb2
 
 SCENARIO_FILE = Path(__file__).with_name("sim_test_scenario.toml")
 

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 from _simrig import Rig, accuracy, chi2_mean_bounds, cov3, make_scenario, mean
+
+from hardpoint.track.v1 import track_pb2
 from hardpoint_mod_eoir import Eoir
 from hardpoint_sim import load_scenario
 from hardpoint_sim.geodesy import ned_between
-
-from hardpoint.track.v1 import track_pb2
 
 
 def eoir_rig(sensor: str = "eoir", **kw: Any) -> Rig:

@@ -9,8 +9,6 @@ from typing import Any
 
 import pytest
 from google.protobuf.any_pb2 import Any as AnyMessage
-from hardpoint_mod_geofence import GeofenceModule, ZoneConfig, zone_from_proto
-from hardpoint_mod_geofence._geometry import circle
 
 from hardpoint import Bus, ModuleHost, State
 from hardpoint.alert.v1 import alert_pb2
@@ -18,6 +16,8 @@ from hardpoint.core.v1 import geo_pb2
 from hardpoint.tasking.v1 import tasking_pb2
 from hardpoint.testing import InMemoryTransport
 from hardpoint.track.v1 import track_pb2
+from hardpoint_mod_geofence import GeofenceModule, ZoneConfig, zone_from_proto
+from hardpoint_mod_geofence._geometry import circle
 
 # A keep-out square about 1.1 km (north-south) by 0.72 km (east-west); its west edge is longitude 0.
 SQUARE = [[50.0, 0.0], [50.01, 0.0], [50.01, 0.01], [50.0, 0.01]]

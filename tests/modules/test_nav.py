@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 from _simrig import Rig, make_scenario, scenario_data
-from hardpoint_mod_nav import Nav
-from hardpoint_sim.geodesy import ned_between
 
 from hardpoint import ModuleHost, State
 from hardpoint.adapters import GnssFix
 from hardpoint.nav.v1 import nav_pb2
 from hardpoint.testing import InMemoryTransport
+from hardpoint_mod_nav import Nav
+from hardpoint_sim.geodesy import ned_between
 
 
 def test_publishes_ten_states_per_second_with_the_fields_of_the_fix() -> None:

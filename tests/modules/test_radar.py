@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 from _simrig import Rig, accuracy, chi2_mean_bounds, make_scenario, mean, scenario_data, stationary
-from hardpoint_mod_radar import Radar
-from hardpoint_sim.geodesy import LocalMap
 
 from hardpoint import ModuleHost, State
 from hardpoint.testing import InMemoryTransport
 from hardpoint.track.v1 import track_pb2
+from hardpoint_mod_radar import Radar
+from hardpoint_sim.geodesy import LocalMap
 
 NEW, UPDATED, COASTING, DROPPED = (
     track_pb2.TRACK_LIFECYCLE_NEW,
@@ -228,9 +228,9 @@ def test_reactivation_does_not_poll_twice() -> None:
 
 def test_radar_and_eoir_on_one_bus_with_one_nav() -> None:
     from _simrig import sensor_chain
-    from hardpoint_sim import load_scenario
 
     from hardpoint import Bus
+    from hardpoint_sim import load_scenario
 
     t = InMemoryTransport()
     sub = Bus(t, module="listener").subscribe(track_pb2.SensorTrack)

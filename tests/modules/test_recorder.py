@@ -12,10 +12,6 @@ from typing import Any
 import pytest
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
-from hardpoint_mod_geofence import GeofenceModule
-from hardpoint_mod_recorder import RecorderModule, RecordingWriter, read, recover, replay
-from hardpoint_mod_recorder.__main__ import main as cli
-from hardpoint_mod_recorder._module import output_path
 
 from hardpoint import BatchPolicy, Bus, ModuleHost, State, all_interfaces, interface_spec
 from hardpoint.alert.v1 import alert_pb2
@@ -24,6 +20,10 @@ from hardpoint.nav.v1 import nav_pb2
 from hardpoint.tasking.v1 import tasking_pb2
 from hardpoint.testing import InMemoryTransport
 from hardpoint.track.v1 import track_pb2
+from hardpoint_mod_geofence import GeofenceModule
+from hardpoint_mod_recorder import RecorderModule, RecordingWriter, read, recover, replay
+from hardpoint_mod_recorder.__main__ import main as cli
+from hardpoint_mod_recorder._module import output_path
 
 START_NS = 1_700_000_000 * 1_000_000_000
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import math
+import pathlib
 import statistics
 from typing import Any
 
 import pytest
 from _simrig import SCENARIO_FILE, binomial_bounds, make_scenario, scenario_data, stationary
+
+from hardpoint.adapters import DetectionSensor, GnssReceiver
 from hardpoint_sim import (
     START_ENV,
     Scenario,
@@ -24,8 +27,6 @@ from hardpoint_sim import (
     sim_gnss,
 )
 from hardpoint_sim.geodesy import LocalMap, ecef_to_geodetic, geodetic_to_ecef, ned_between, offset_by_ned
-
-from hardpoint.adapters import DetectionSensor, GnssReceiver
 
 T0 = 1_700_000_000 * 10**9
 
@@ -594,7 +595,7 @@ def test_backlog_is_bounded() -> None:
     assert min(d.time_ns for d in dets) >= clock.now - round(2.1 * 1e9)
 
 
-def test_start_file_holds_the_scenario_until_it_exists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_start_file_holds_the_scenario_until_it_exists(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The demo starts the scenario once every module is up, by writing the start file."""
     from hardpoint_sim._clock import START_FILE_ENV, ScenarioClock
 

@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import hardpoint_runtime
 import pytest
 from fakes import FakeControl, make_tls, wait_until
+from typer.testing import CliRunner
+
+import hardpoint_runtime
 from hardpoint_runtime._management import ManagementServer, TlsFiles, serve
 from hardpoint_runtime.cli import app
-from typer.testing import CliRunner
 
 RUNTIME_SRC = Path(hardpoint_runtime.__file__).resolve().parent.parent
 

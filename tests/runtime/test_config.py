@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pydantic
 import pytest
+
 from hardpoint_runtime._config import (
     DEFAULT_NODE,
     PlatformConfig,

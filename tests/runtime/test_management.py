@@ -15,6 +15,7 @@ import pytest
 from fakes import FakeControl, TlsSet, make_tls, sample_modules, wait_until
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc  # type: ignore[import-untyped]
+
 from hardpoint.management.v1 import management_pb2 as pb
 from hardpoint.management.v1 import management_pb2_grpc as pb_grpc
 from hardpoint_runtime._control import EventRecord, PlatformHealth, TopicInfo, UnmetRequirement

@@ -8,12 +8,13 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 import hardpoint_runtime._resolve as resolve_module
 from hardpoint import Manifest
 from hardpoint_runtime._errors import ResolutionError
 from hardpoint_runtime._resolve import Candidate, InterfaceInfo, Resolution, Unmet, resolve
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 NAV1 = "hardpoint.nav.v1.NavState"
 NAV2 = "hardpoint.nav.v2.NavState"

@@ -14,8 +14,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import hardpoint_runtime._store as store_module
 import pytest
+
+import hardpoint_runtime._store as store_module
 from hardpoint_runtime._errors import StateError
 from hardpoint_runtime._store import SCHEMA_VERSION, STATE_DB_NAME, StateStore
 

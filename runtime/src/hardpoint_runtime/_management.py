@@ -40,13 +40,11 @@ from typing import Any, Final, TypeVar
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
+
 from hardpoint.core.v1 import contract_pb2
 from hardpoint.core.v1 import health_pb2 as core_health_pb2
 from hardpoint.management.v1 import management_pb2 as pb
 from hardpoint.management.v1 import management_pb2_grpc as pb_grpc
-
-from hardpoint_runtime._errors import ManagementError
-
 from hardpoint_runtime._control import (
     EventRecord,
     ModuleStatus,
@@ -55,6 +53,7 @@ from hardpoint_runtime._control import (
     TopicInfo,
     UnmetRequirement,
 )
+from hardpoint_runtime._errors import ManagementError
 
 __all__ = [
     "DEFAULT_MAX_WORKERS",

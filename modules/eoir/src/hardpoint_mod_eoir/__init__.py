@@ -25,9 +25,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from hardpoint_sensorkit import NAV_STATE, SENSOR_TRACK, SensorModule
-
 from hardpoint import Manifest
+from hardpoint_sensorkit import NAV_STATE, SENSOR_TRACK, SensorModule
 
 __all__ = ["Eoir"]
 

@@ -197,6 +197,7 @@ class _Reader(FrameReader, Generic[S]):
         entity: DataReader[Any],
         decode: Callable[[bytes], S],
         deliver: Callable[[Sequence[S]], None],
+        *,
         placeholder: S | None = None,
     ) -> None:
         self._transport = transport
@@ -362,9 +363,9 @@ class CycloneTransport(Transport):
         broken: Frame = _MalformedFrame(interface=channel.interface, schema_id=channel.schema_id)
         if channel.keyed:
             keyed: Callable[[bytes], Frame] = _bytes.make_decoder(KeyedEnvelope, KeyedEnvelope.deserialize)
-            return self._open_reader(channel.topic, KeyedEnvelope, qos, keyed, deliver, broken)
+            return self._open_reader(channel.topic, KeyedEnvelope, qos, keyed, deliver, placeholder=broken)
         keyless: Callable[[bytes], Frame] = _bytes.make_decoder(Envelope, Envelope.deserialize)
-        return self._open_reader(channel.topic, Envelope, qos, keyless, deliver, broken)
+        return self._open_reader(channel.topic, Envelope, qos, keyless, deliver, placeholder=broken)
 
     def call_later(self, delay_s: float, callback: Callable[[], None], *, period_s: float | None = None) -> Timer:
         timer = _Timer(callback, None if period_s is None else max(1, int(period_s * 1e9)))
@@ -442,6 +443,7 @@ class CycloneTransport(Transport):
         qos: Any,
         decode: Callable[[bytes], S],
         deliver: Callable[[Sequence[S]], None],
+        *,
         placeholder: S | None = None,
     ) -> _Reader[S]:
         with self._lock:
@@ -449,7 +451,7 @@ class CycloneTransport(Transport):
             topic = self._topic(topic_name, cls)
             try:
                 entity: DataReader[Any] = DataReader(self._participant, topic, qos)
-                reader = _Reader(self, topic_name, entity, decode, deliver, placeholder)
+                reader = _Reader(self, topic_name, entity, decode, deliver, placeholder=placeholder)
                 assert reader.condition is not None
                 self._waitset.attach(reader.condition)
             except DDSException as e:
