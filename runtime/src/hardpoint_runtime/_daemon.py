@@ -116,22 +116,21 @@ class Daemon:
         self._resolve()
         self._open_bus()
         self.event("daemon_started", detail={"node": self.node, "platform": self.config.platform.name})
+        # Management first: an operator can watch a long start-up as it happens.
+        self._serve_management()
         self._start_modules([self.modules[n] for n in self._start_order])
         self._monitor = threading.Thread(target=self._monitor_loop, name="hardpointd-monitor", daemon=True)
         self._monitor.start()
-        self._serve_management()
 
     def stop(self) -> None:
         """Stop every local module in reverse dependency order, then the daemon."""
         self._stop.set()
         if self._monitor is not None:
             self._monitor.join(timeout=5)
-        for name in reversed(self._start_order):
-            m = self.modules.get(name)
-            if m is not None and m.process is not None:
-                m.process.stop(timeout_s=self.config.supervision.stop_timeout_s)
-                m.process = None
-                m.state = "finalized"
+        running = [m for m in self.modules.values() if m.process is not None]
+        # All at once: each stop may wait for the module's shutdown hook, and they do not depend on each other.
+        with ThreadPoolExecutor(max_workers=LAUNCH_PARALLELISM, thread_name_prefix="stop") as pool:
+            list(pool.map(self._stop_module, running))
         if self._server is not None:
             self._server.stop(grace=1.0).wait()
         if self._metrics is not None:
@@ -146,6 +145,13 @@ class Daemon:
         with self._events_cond:
             self._events_cond.notify_all()
 
+    def _stop_module(self, m: _Module) -> None:
+        with m.lock:
+            if m.process is not None:
+                m.process.stop(timeout_s=self.config.supervision.stop_timeout_s)
+                m.process = None
+                m.state = "finalized"
+
     # -- resolution --------------------------------------------------------------------
 
     def _resolve(self) -> None:
@@ -157,7 +163,8 @@ class Daemon:
 
         paths = store_paths(self.state_dir / "modules")
         installed = find_modules(paths)
-        manifests = inspect_modules(paths)
+        wanted = {entry.name for entry in self.config.enabled_modules}
+        manifests = inspect_modules(paths, names=wanted)
         candidates = []
         fields: dict[str, str] = {}
         old = self.modules

@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 __all__ = ["inspect_modules"]
 
 
-def _inspect(paths: Sequence[str]) -> dict[str, dict[str, Any]]:
+def _inspect(paths: Sequence[str], names: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     import importlib.metadata as md
 
     import hardpoint
@@ -29,6 +29,8 @@ def _inspect(paths: Sequence[str]) -> dict[str, dict[str, Any]]:
             sys.path.insert(0, path)
     out: dict[str, dict[str, Any]] = {}
     for name, dists in find_modules(paths).items():
+        if names is not None and name not in names:
+            continue  # importing modules the platform does not use only costs start-up time
         for dist in dists:
             key = f"{name}=={dist.version}"
             try:
@@ -40,10 +42,16 @@ def _inspect(paths: Sequence[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def inspect_modules(paths: Sequence[str] = (), *, timeout_s: float = 60.0) -> dict[str, dict[str, Any]]:
-    """Manifests (or load errors) of every installed module version, keyed ``name==version``."""
+def inspect_modules(
+    paths: Sequence[str] = (), *, names: Iterable[str] | None = None, timeout_s: float = 60.0
+) -> dict[str, dict[str, Any]]:
+    """Manifests (or load errors) of the installed module versions, keyed ``name==version``.
+
+    :param names: only these modules (all installed ones when ``None``).
+    """
+    request = {"paths": list(paths), "names": None if names is None else sorted(names)}
     proc = subprocess.run(
-        [sys.executable, "-m", "hardpoint_runtime._inspect", json.dumps(list(paths))],
+        [sys.executable, "-m", "hardpoint_runtime._inspect", json.dumps(request)],
         capture_output=True,
         text=True,
         timeout=timeout_s,
@@ -62,5 +70,6 @@ if __name__ == "__main__":
     answer = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    answer.write(json.dumps(_inspect(json.loads(sys.argv[1]) if len(sys.argv) > 1 else [])))
+    request = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {"paths": [], "names": None}
+    answer.write(json.dumps(_inspect(request["paths"], request["names"])))
     answer.flush()
