@@ -171,7 +171,7 @@ class Publisher(Generic[M]):
             self.counters.suppressed += 1
             return
         data = message.SerializeToString()
-        stamp = time_of_validity_ns if time_of_validity_ns is not None else time.time_ns()
+        stamp = time_of_validity_ns if time_of_validity_ns is not None else self._bus.transport.now_ns()
         self.counters.published += 1
         if self._key_of is not None:
             self._write_keyed(self._key_of(message), stamp, data)
