@@ -70,6 +70,8 @@ if __name__ == "__main__":
     answer = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    request = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {"paths": [], "names": None}
-    answer.write(json.dumps(_inspect(request["paths"], request["names"])))
+    request = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    if isinstance(request, list):  # the older form: only the search paths
+        request = {"paths": request}
+    answer.write(json.dumps(_inspect(request.get("paths", []), request.get("names"))))
     answer.flush()

@@ -29,6 +29,8 @@ class _TopicStats:
         self.arrivals: deque[tuple[float, int]] = deque()
         self.publishers: set[str] = set()
         self.reader: Any = None
+        #: When the reader was opened: a rate over a window longer than that would be too low.
+        self.since = time.monotonic()
 
     def on_frames(self, frames: Sequence[Any]) -> None:
         now = time.monotonic()
@@ -39,9 +41,17 @@ class _TopicStats:
             self.arrivals.popleft()
 
     def rate(self) -> float:
+        """Messages per second over the last RATE_WINDOW_S (or since the reader was opened, if later).
+
+        The first second after opening is not counted: a transient-local topic replays its history
+        at once, which is not a rate.
+        """
         now = time.monotonic()
-        n = sum(c for t, c in self.arrivals if now - t <= RATE_WINDOW_S)
-        return n / RATE_WINDOW_S
+        start = max(now - RATE_WINDOW_S, self.since + 1.0)
+        if now - start < 1.0:
+            return 0.0
+        n = sum(c for t, c in self.arrivals if t >= start)
+        return n / (now - start)
 
 
 class TopicMonitor:

@@ -16,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -337,6 +339,20 @@ def events(
     With --follow, Ctrl-C ends the command (exit code 0); the daemon ending the
     stream (it is stopping) is reported on stderr with exit code 1.
     """
+    previous = None
+    if follow and threading.current_thread() is threading.main_thread():
+        # Ctrl-C ends a follow at once, wherever the main thread is (it may be inside gRPC's C
+        # core, where a KeyboardInterrupt can leave the channel stuck); the daemon sees the
+        # connection close and lets go of the stream.
+        previous = signal.signal(signal.SIGINT, _exit_on_interrupt)
+    try:
+        _follow_events(ctx, since, follow=follow, json_out=json_out)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _follow_events(ctx: typer.Context, since: int, *, follow: bool, json_out: bool) -> None:
     with _client(ctx) as client:
         stream = client.events(since, follow=follow)
         if json_out and not follow:
@@ -356,6 +372,11 @@ def events(
             stream.close()
     if follow:
         _fail(f"hardpointd at {client.target} ended the event stream (is it stopping?)")
+
+
+def _exit_on_interrupt(_signum: int, _frame: object) -> None:
+    sys.stdout.flush()
+    os._exit(0)
 
 
 @app.command()
