@@ -290,3 +290,17 @@ def test_closed_subscription_leaves_the_bus(transport: InMemoryTransport) -> Non
     assert sub in sub_bus.subscriptions
     sub.close()
     assert sub not in sub_bus.subscriptions
+
+
+def test_replies_published_in_a_callback_are_written_when_the_delivery_returns() -> None:
+    """SDK-BUS-003: a reply never waits for the batch timer (request/response latency)."""
+    transport = InMemoryTransport()
+    asker, answerer = Bus(transport, module="asker"), Bus(transport, module="answerer")
+    acks = asker.subscribe(alert_pb2.AlertAck)
+    ack_pub = answerer.publisher(alert_pb2.AlertAck, batch=BatchPolicy(max_delay_s=0.002, idle_gap_s=60.0))
+    answerer.subscribe(alert_pb2.Alert, lambda m: ack_pub.publish(alert_pb2.AlertAck(alert_id=m.alert_id)))
+    pub = asker.publisher(alert_pb2.Alert, batch=None)
+    pub.publish(alert_pb2.Alert(alert_id="a1"))
+    pub.publish(alert_pb2.Alert(alert_id="a2"))
+    assert [a.alert_id for a in acks.take()] == ["a1", "a2"]  # the clock never moved: no timer ran
+    assert ack_pub.counters.frames == 2

@@ -53,7 +53,10 @@ class BatchPolicy:
     A message published when the writer has been idle for ``idle_gap_s`` is
     written at once (no added latency); messages that follow closer than that
     are grouped until ``max_messages`` or ``max_bytes`` is reached, or at the
-    latest ``max_delay_s`` after the first of them.
+    latest ``max_delay_s`` after the first of them. Messages published from a
+    subscription callback are grouped until that delivery returns: replies to
+    one batch of received samples travel together, and none waits for
+    ``max_delay_s``.
     """
 
     max_messages: int = 256
@@ -156,6 +159,7 @@ class Publisher(Generic[M]):
         self._armed = False
         self._last_write_ns = 0
         self._closed = False
+        self._flush_queued = False
         #: Counts of what this publisher has sent.
         self.counters = PublisherCounters()
 
@@ -207,9 +211,11 @@ class Publisher(Generic[M]):
             self._write(key, seq, 1, stamp, data)
 
     def _append(self, stamp: int, data: bytes, policy: BatchPolicy) -> None:
+        bus = self._bus
+        in_delivery = bus._delivering is not None and bus._delivering == threading.get_ident()
         with self._lock:
             now = time.monotonic_ns()
-            if not self._buf and now - self._last_write_ns > policy.idle_gap_s * 1e9:
+            if not self._buf and not in_delivery and now - self._last_write_ns > policy.idle_gap_s * 1e9:
                 self._seq += 1
                 self._write("", self._seq, 1, stamp, data)
                 self._last_write_ns = time.monotonic_ns()
@@ -222,9 +228,19 @@ class Publisher(Generic[M]):
             self._buf_bytes += len(data)
             if self._buf_n >= policy.max_messages or self._buf_bytes >= policy.max_bytes:
                 self._flush_locked()
+            elif in_delivery:
+                if not self._flush_queued:  # written when the delivery returns (Subscription._on_frames)
+                    self._flush_queued = True
+                    bus._after_delivery.append(self)
             elif not self._armed:
                 self._armed = True
-                self._bus.transport.call_later(policy.max_delay_s, self._timer_flush)
+                bus.transport.call_later(policy.max_delay_s, self._timer_flush)
+
+    def _delivery_flush(self) -> None:
+        with self._lock:
+            self._flush_queued = False
+            if not self._closed:
+                self._flush_locked()
 
     def _timer_flush(self) -> None:
         with self._lock:
@@ -306,11 +322,18 @@ class Subscription(Generic[M]):
     # -- receive path (dispatch thread) --------------------------------------
 
     def _on_frames(self, frames: Sequence[Frame]) -> None:
-        for frame in frames:
-            messages = self._check(frame)
-            if messages:
-                self.last_received_ns = self._bus.transport.now_ns()
-                self._dispatch(frame, messages)
+        bus = self._bus
+        bus._delivering = threading.get_ident()
+        try:
+            for frame in frames:
+                messages = self._check(frame)
+                if messages:
+                    self.last_received_ns = bus.transport.now_ns()
+                    self._dispatch(frame, messages)
+        finally:
+            bus._delivering = None
+            if bus._after_delivery:
+                bus._flush_after_delivery()
 
     def silent_for(self) -> float:
         """Seconds since the last good message (transport clock); 0.0 before the first (nothing to miss)."""
@@ -425,6 +448,10 @@ class Bus:
         self._subscriptions: list[Subscription[Any]] = []
         self._announced: set[str] = set()
         self._error_handler: Callable[[str, BaseException], None] | None = None
+        #: Ident of the thread inside a subscription's delivery (the transport's dispatch thread), else None.
+        self._delivering: int | None = None
+        #: Publishers holding messages published during the current delivery.
+        self._after_delivery: list[Publisher[Any]] = []
         #: Publishing is allowed only while this is true (the module is active).
         self.active = True
 
@@ -513,6 +540,14 @@ class Bus:
         _log.error("module %s: callback for %s raised %r", self.module, interface, error)
         if self._error_handler is not None:
             self._error_handler(interface, error)
+
+    def _flush_after_delivery(self) -> None:
+        pending, self._after_delivery = self._after_delivery, []
+        for pub in pending:
+            try:
+                pub._delivery_flush()
+            except Exception as e:  # a failed write (flow control time-out) must not stop the dispatch thread
+                self._report_callback_error(pub.spec.name, e)
 
     def flush(self) -> None:
         """Write every waiting batch now."""

@@ -1,0 +1,721 @@
+"""The two worker processes of ``bench/pubsub.py``: ``rx`` (subscriber, responder) and ``tx`` (publisher, initiator).
+
+A worker lives for the whole run and executes the commands the parent sends on
+its pipe, one task at a time. Each process keeps one instance of each engine for
+the whole run: a hardpoint :class:`~hardpoint.CycloneTransport` (SDK contenders),
+a Cyclone DDS domain and participant of its own (raw cyclonedds-python), and a
+zenoh session; every task opens its own readers and writers and closes them.
+
+Contenders (``kind``):
+
+``sdk_event`` / ``sdk_state`` / ``sdk_stream``
+    hardpoint's public API only: ``Bus(transport, module=..., provides=None,
+    requires=None)`` (a tool bus), ``bus.publisher(T).publish(msg)`` with the
+    default batch policy, ``bus.subscribe(T, callback)``.
+``raw``
+    cyclonedds-python without hardpoint's Bus, the fastest honest way: an IDL
+    envelope with the same members as hardpoint's (key, source, epoch, seq,
+    count, stamp_ns, interface, schema_id, payload), its payload switched to
+    ``bytes`` and encoded, written, taken and decoded with the same private-API
+    shim the SDK's transport uses (``hardpoint._dds._bytes``: a struct-built
+    XCDR1 sample written with ``dds_write`` through ctypes, ``ddspy_take``,
+    struct decoding). One DDS sample per message; reliable, keep-all, the same
+    resource limits (1024 samples) as the SDK's event class; the receiver waits
+    on a WaitSet like the SDK's dispatch thread.
+``raw_public``
+    the same envelope through cyclonedds-python's public ``DataWriter.write`` /
+    ``DataReader.take`` (the library's own serializer); optional (``--extra``).
+``zenoh``
+    zenoh-python, peer mode, multicast and gossip scouting off, listening and
+    connecting on ``tcp/127.0.0.1:<port>`` only; ``put`` of the serialized
+    message, ``FromString`` in the subscriber callback.
+
+Every contender serializes the message on each publish and parses it on each
+receive; the receiver counts messages in the same callback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import traceback
+import types
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from multiprocessing.connection import Connection
+from typing import Any
+
+import _pubsub_messages as messages
+from google.protobuf.message import Message
+
+#: Topics and keys of the raw and zenoh contenders.
+RAW_TOPIC = "bench/raw/data"
+RAW_PING = "bench/raw/ping"
+RAW_PONG = "bench/raw/pong"
+ZENOH_KEY = "bench/data"
+ZENOH_PING = "bench/ping"
+ZENOH_PONG = "bench/pong"
+#: Samples the raw receiver takes at a time (the SDK's transport takes 256 too).
+TAKE_MAX = 256
+#: Raw reliable resource limit (the SDK's event class uses max(history depth, 1024)).
+RAW_MAX_SAMPLES = 1024
+
+
+def udp_rcvbuf_errors() -> int:
+    """Datagrams the kernel dropped for want of socket receive buffer, host-wide (a diagnostic; 0 if unknown)."""
+    try:
+        with open("/proc/net/snmp", encoding="ascii") as f:
+            rows = [line.split() for line in f if line.startswith("Udp:")]
+        return int(rows[1][rows[0].index("RcvbufErrors")])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class Counter:
+    """Counts received messages and remembers the marker of the first one."""
+
+    __slots__ = ("first", "got", "marker", "n")
+
+    def __init__(self, marker: str) -> None:
+        self.n = 0
+        self.first: int | None = None
+        self.marker = marker
+        self.got = threading.Event()
+
+    def on_msg(self, msg: Message) -> None:
+        self.n += 1
+        if self.first is None:
+            self.first = getattr(msg, self.marker)
+            self.got.set()
+
+
+def payload_for(kind: str, size: int) -> messages.Payload:
+    if kind == "sdk_state":
+        return messages.state(size)
+    if kind in ("sdk_stream", "zenoh"):
+        return messages.stream(size)
+    return messages.event(size)
+
+
+# -- engines, one of each per process ------------------------------------------------
+
+
+class Engines:
+    def __init__(self, cfg: dict[str, Any], name: str) -> None:
+        self.cfg = cfg
+        self.name = name
+        self._transport: Any = None
+        self._raw: Any = None
+        self._zenoh: Any = None
+
+    @property
+    def transport(self) -> Any:
+        if self._transport is None:
+            from hardpoint import CycloneTransport
+
+            self._transport = CycloneTransport(domain_id=self.cfg["sdk_domain"])
+        return self._transport
+
+    @property
+    def raw(self) -> RawDds:
+        if self._raw is None:
+            self._raw = RawDds(self.cfg["raw_domain"])
+        return self._raw
+
+    @property
+    def zenoh(self) -> Any:
+        if self._zenoh is None:
+            import zenoh
+
+            conf = zenoh.Config()
+            conf.insert_json5("mode", '"peer"')
+            conf.insert_json5("scouting/multicast/enabled", "false")
+            conf.insert_json5("scouting/gossip/enabled", "false")
+            ports = self.cfg["zenoh_ports"]
+            conf.insert_json5("listen/endpoints", json.dumps([f"tcp/127.0.0.1:{ports[self.name]}"]))
+            if self.name == "tx":
+                conf.insert_json5("connect/endpoints", json.dumps([f"tcp/127.0.0.1:{ports['rx']}"]))
+            self._zenoh = zenoh.open(conf)
+        return self._zenoh
+
+    def bus(self) -> Any:
+        from hardpoint import Bus
+
+        return Bus(self.transport, module=f"bench-{self.name}", provides=None, requires=None)
+
+    def close(self) -> None:
+        if self._zenoh is not None:
+            self._zenoh.close()
+        if self._raw is not None:
+            self._raw.close()
+        if self._transport is not None:
+            self._transport.close()
+
+
+class RawDds:
+    """A Cyclone DDS domain (hardpoint's loopback configuration) and participant, no hardpoint Bus."""
+
+    def __init__(self, domain_id: int) -> None:
+        from dataclasses import dataclass as idl_dataclass
+
+        from cyclonedds.core import Policy, Qos
+        from cyclonedds.domain import Domain, DomainParticipant
+        from cyclonedds.idl import IdlStruct
+        from cyclonedds.idl.types import int64, sequence, uint8, uint32, uint64
+        from cyclonedds.util import duration
+
+        from hardpoint._dds import _bytes
+
+        # The same members, in the same order, as hardpoint's envelope; built here so that
+        # the raw contender shares no type with the SDK.
+        members = {
+            "key": str,
+            "source": str,
+            "epoch": uint32,
+            "seq": uint64,
+            "count": uint32,
+            "stamp_ns": int64,
+            "interface": str,
+            "schema_id": str,
+            "payload": sequence[uint8],
+        }
+
+        def body(ns: dict[str, Any]) -> None:
+            ns["__annotations__"] = members
+
+        cls = idl_dataclass(types.new_class("RawEnvelope", (IdlStruct,), {"typename": "bench::RawEnvelope"}, body))
+        _bytes.use_bytes(cls, "payload")
+        self.envelope = cls
+        xml = resources.files("hardpoint._dds").joinpath("loopback.xml").read_text(encoding="utf-8")
+        self.domain = Domain(domain_id, xml)
+        self.participant = DomainParticipant(domain_id)
+        reliable = Policy.Reliability.Reliable(max_blocking_time=duration(seconds=10))
+        limits = Policy.ResourceLimits(
+            max_samples=RAW_MAX_SAMPLES, max_instances=-1, max_samples_per_instance=RAW_MAX_SAMPLES
+        )
+        self.writer_qos = Qos(
+            reliable,
+            Policy.Durability.Volatile,
+            Policy.History.KeepAll,
+            limits,
+            Policy.DataRepresentation(use_cdrv0_representation=True),
+        )
+        self.reader_qos = self.writer_qos
+        self._topics: dict[str, Any] = {}
+
+    def topic(self, name: str) -> Any:
+        from cyclonedds.topic import Topic
+
+        if name not in self._topics:
+            self._topics[name] = Topic(self.participant, name, self.envelope)
+        return self._topics[name]
+
+    def close(self) -> None:
+        for t in self._topics.values():
+            t.__del__()
+        self.participant.__del__()
+        self.domain.__del__()
+
+
+# -- raw contender building blocks ---------------------------------------------------
+
+
+class RawWriter:
+    """Writes one message per DDS sample (``public``: through ``DataWriter.write``)."""
+
+    def __init__(self, raw: RawDds, topic: str, *, public: bool = False) -> None:
+        from cyclonedds.pub import DataWriter
+
+        from hardpoint._dds import _bytes
+
+        self._entity = DataWriter(raw.participant, raw.topic(topic), raw.writer_qos)
+        ref = self._entity._ref
+        encode = _bytes.EnvelopeEncoder(
+            source="bench-raw", epoch=os.getpid(), interface="bench.Raw", schema_id="0123456789abcdef"
+        ).encode
+        write = _bytes.write
+        time_ns = time.time_ns
+        seq = 0
+
+        def publish(msg: Message) -> None:
+            nonlocal seq
+            seq += 1
+            rc = write(ref, encode("", seq, 1, time_ns(), msg.SerializeToString()))
+            if rc < 0:
+                raise RuntimeError(f"dds_write failed: {rc}")
+
+        env = raw.envelope
+        entity = self._entity
+
+        def publish_public(msg: Message) -> None:
+            nonlocal seq
+            seq += 1
+            entity.write(
+                env(
+                    key="",
+                    source="bench-raw",
+                    epoch=os.getpid(),
+                    seq=seq,
+                    count=1,
+                    stamp_ns=time_ns(),
+                    interface="bench.Raw",
+                    schema_id="0123456789abcdef",
+                    payload=msg.SerializeToString(),
+                )
+            )
+
+        self.publish: Callable[[Message], None] = publish_public if public else publish
+
+    def close(self) -> None:
+        self._entity.__del__()
+
+
+class RawReader:
+    """Takes samples on a WaitSet, decodes the envelope, parses the payload, calls ``on_msg``.
+
+    ``thread=True`` runs the loop on its own thread (like the SDK's dispatch
+    thread); otherwise :meth:`poll` is called by the owner.
+    """
+
+    def __init__(
+        self,
+        raw: RawDds,
+        topic: str,
+        msg_type: type[Message],
+        on_msg: Callable[[Message], None],
+        *,
+        public: bool = False,
+    ) -> None:
+        from cyclonedds.core import InstanceState, ReadCondition, SampleState, ViewState, WaitSet
+        from cyclonedds.sub import DataReader
+
+        from hardpoint._dds import _bytes
+
+        self._entity = DataReader(raw.participant, raw.topic(topic), raw.reader_qos)
+        self._waitset = WaitSet(raw.participant)
+        self._condition = ReadCondition(self._entity, SampleState.Any | ViewState.Any | InstanceState.Any)
+        self._waitset.attach(self._condition)
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        ref = self._entity._ref
+        take = _bytes.take
+        parse = msg_type.FromString
+        decode = _bytes.make_decoder(lambda *fields: fields, raw.envelope.deserialize)
+        entity = self._entity
+
+        def drain() -> None:
+            while True:
+                taken = take(ref, TAKE_MAX)
+                if isinstance(taken, int):
+                    raise RuntimeError(f"dds_take failed: {taken}")
+                for data, info in taken:
+                    if info.valid_data:
+                        on_msg(parse(decode(data)[8]))
+                if len(taken) < TAKE_MAX:
+                    return
+
+        def drain_public() -> None:
+            while True:
+                samples = entity.take(TAKE_MAX)
+                for s in samples:
+                    on_msg(parse(s.payload))
+                if len(samples) < TAKE_MAX:
+                    return
+
+        self.drain = drain_public if public else drain
+
+    def poll(self, timeout_ns: int) -> None:
+        self._waitset.wait(timeout_ns)
+        self.drain()
+
+    def start(self) -> None:
+        def run() -> None:
+            while not self._stop:
+                self.poll(100_000_000)
+
+        self._thread = threading.Thread(target=run, name="raw-reader", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop = True
+        if self._thread is not None:
+            self._thread.join()
+        self._waitset.detach(self._condition)
+        self._condition.__del__()
+        self._waitset.__del__()
+        self._entity.__del__()
+
+
+# -- throughput ----------------------------------------------------------------------
+
+
+@dataclass
+class Receiver:
+    counter: Counter
+    close: Callable[[], None]
+    counters: Callable[[], dict[str, int]] = dict
+
+
+def open_receiver(eng: Engines, kind: str, payload: messages.Payload) -> Receiver:
+    counter = Counter(payload.marker)
+    if kind.startswith("sdk_"):
+        bus = eng.bus()
+        depth = eng.cfg.get("stream_history") if kind == "sdk_stream" else None
+        sub = bus.subscribe(payload.type, counter.on_msg, history_depth=depth)
+        return Receiver(counter, bus.close, sub.counters.as_dict)
+    if kind in ("raw", "raw_public"):
+        reader = RawReader(eng.raw, RAW_TOPIC, payload.type, counter.on_msg, public=kind == "raw_public")
+        reader.start()
+        return Receiver(counter, reader.close)
+    if kind == "zenoh":
+        parse = payload.type.FromString
+        on_msg = counter.on_msg
+
+        def on_sample(sample: Any) -> None:
+            on_msg(parse(sample.payload.to_bytes()))
+
+        sub = eng.zenoh.declare_subscriber(ZENOH_KEY, on_sample)
+        return Receiver(counter, sub.undeclare)
+    raise ValueError(kind)
+
+
+@dataclass
+class Sender:
+    publish: Callable[[Message], None]
+    flush: Callable[[], None]
+    close: Callable[[], None]
+
+
+def open_sender(eng: Engines, kind: str, payload: messages.Payload) -> Sender:
+    if kind.startswith("sdk_"):
+        bus = eng.bus()
+        pub = bus.publisher(payload.type)
+        return Sender(pub.publish, bus.flush, bus.close)
+    if kind in ("raw", "raw_public"):
+        writer = RawWriter(eng.raw, RAW_TOPIC, public=kind == "raw_public")
+        return Sender(writer.publish, lambda: None, writer.close)
+    if kind == "zenoh":
+        zpub = eng.zenoh.declare_publisher(ZENOH_KEY)
+        put = zpub.put
+
+        def publish(msg: Message) -> None:
+            put(msg.SerializeToString())
+
+        return Sender(publish, lambda: None, zpub.undeclare)
+    raise ValueError(kind)
+
+
+def probe_until_go(conn: Connection, sender: Sender, payload: messages.Payload) -> int:
+    """Publish probe 1, 2, ... every 10 ms until the parent says go; returns how many were sent."""
+    n = 0
+    while True:
+        n += 1
+        sender.publish(payload.probe(n))
+        sender.flush()
+        if conn.poll(0.01):
+            cmd = conn.recv()
+            assert cmd[0] == "go", cmd
+            return n
+
+
+def blast(sender: Sender, payload: messages.Payload, seconds: float) -> dict[str, float]:
+    """Publish data messages as fast as possible for ``seconds``: how many, and the process's CPU time per message.
+
+    The CPU time is that of the whole process (every thread: the SDK's dispatch thread, the DDS and zenoh threads).
+    """
+    chunk = list(payload.messages) * max(1, 64 // len(payload.messages))
+    if payload.messages[0].ByteSize() > 16384:
+        chunk = chunk[: max(len(payload.messages), 8)]
+    publish = sender.publish
+    clock = time.perf_counter
+    cpu0 = time.process_time()
+    start = clock()
+    end = start + seconds
+    n = 0
+    while clock() < end:
+        for m in chunk:
+            publish(m)
+        n += len(chunk)
+    sender.flush()
+    cpu = time.process_time() - cpu0
+    return {"blasted": n, "tx_cpu_us_per_msg": cpu / n * 1e6, "tx_cpu_load": cpu / (clock() - start)}
+
+
+def measure(counter: Counter, warmup: float, window: float) -> dict[str, float]:
+    time.sleep(warmup)
+    c0, t0, cpu0 = counter.n, time.perf_counter(), time.process_time()
+    time.sleep(window)
+    c1, t1, cpu1 = counter.n, time.perf_counter(), time.process_time()
+    n = c1 - c0
+    return {
+        "msgs_per_s": n / (t1 - t0),
+        "window_s": t1 - t0,
+        "in_window": n,
+        "rx_cpu_us_per_msg": (cpu1 - cpu0) / max(n, 1) * 1e6,
+        "rx_cpu_load": (cpu1 - cpu0) / (t1 - t0),
+    }
+
+
+def drain(counter: Counter, expected: int | None, timeout: float) -> None:
+    """Wait until ``expected`` messages arrived (reliable) or nothing arrived for 0.3 s."""
+    deadline = time.perf_counter() + timeout
+    last, quiet_since = counter.n, time.perf_counter()
+    while time.perf_counter() < deadline:
+        if expected is not None and counter.n >= expected:
+            return
+        time.sleep(0.01)
+        if counter.n != last:
+            last, quiet_since = counter.n, time.perf_counter()
+            continue
+        # Best effort: done once quiet. Reliable: nothing has moved for 3 s, so report what is missing.
+        if time.perf_counter() - quiet_since > (0.3 if expected is None else 3.0):
+            return
+
+
+# -- latency (ping-pong) ---------------------------------------------------------------
+
+
+def open_responder(eng: Engines, kind: str, size: int) -> Callable[[], None]:
+    ping = messages.event(size)
+    pong = messages.pong(size)
+    if kind == "sdk_event":
+        bus = eng.bus()
+        pub = bus.publisher(type(pong))
+        publish = pub.publish
+
+        def echo(_msg: Message) -> None:
+            publish(pong)
+
+        bus.subscribe(ping.type, echo)
+        return bus.close
+    if kind == "raw":
+        writer = RawWriter(eng.raw, RAW_PONG)
+        wpublish = writer.publish
+
+        def echo_raw(_msg: Message) -> None:
+            wpublish(pong)
+
+        reader = RawReader(eng.raw, RAW_PING, ping.type, echo_raw)
+        reader.start()
+
+        def close() -> None:
+            reader.close()
+            writer.close()
+
+        return close
+    if kind == "zenoh":
+        session = eng.zenoh
+        zpub = session.declare_publisher(ZENOH_PONG)
+        put = zpub.put
+        parse = ping.type.FromString
+
+        def on_ping(sample: Any) -> None:
+            parse(sample.payload.to_bytes())
+            put(pong.SerializeToString())
+
+        sub = session.declare_subscriber(ZENOH_PING, on_ping)
+
+        def zclose() -> None:
+            sub.undeclare()
+            zpub.undeclare()
+
+        return zclose
+    raise ValueError(kind)
+
+
+class PingState:
+    """Callback-driven ping-pong: each pong records a round trip and sends the next ping."""
+
+    def __init__(self, publish: Callable[[Message], None], ping: Message, total: int) -> None:
+        self.publish = publish
+        self.ping = ping
+        self.total = total
+        self.running = False
+        self.matched = threading.Event()
+        self.done = threading.Event()
+        self.rtts: list[int] = []
+        self.t_sent = 0
+
+    def on_pong(self, _msg: Message) -> None:
+        t = time.perf_counter_ns()
+        if not self.running:
+            self.matched.set()
+            return
+        self.rtts.append(t - self.t_sent)
+        if len(self.rtts) >= self.total:
+            self.running = False
+            self.done.set()
+            return
+        self.t_sent = time.perf_counter_ns()
+        self.publish(self.ping)
+
+    def run(self, timeout: float) -> list[int]:
+        """Probe until the responder answers, let stray pongs pass, then run the chain."""
+        deadline = time.monotonic() + 10
+        while not self.matched.wait(0.02):
+            if time.monotonic() > deadline:
+                raise RuntimeError("no pong within 10 s: the responder never matched")
+            self.publish(self.ping)
+        time.sleep(0.1)  # pongs of earlier probes still in flight arrive while not running
+        self.running = True
+        self.t_sent = time.perf_counter_ns()
+        self.publish(self.ping)
+        if not self.done.wait(timeout):
+            raise RuntimeError(f"ping-pong stalled after {len(self.rtts)} of {self.total} round trips")
+        return self.rtts
+
+
+def ping_pong(eng: Engines, kind: str, size: int, total: int, timeout: float) -> list[int]:
+    ping = messages.event(size).messages[0]
+    pong_type = type(messages.pong(size))
+    if kind == "sdk_event":
+        bus = eng.bus()
+        pub = bus.publisher(type(ping))
+        state = PingState(pub.publish, ping, total)
+        bus.subscribe(pong_type, state.on_pong)
+        try:
+            return state.run(timeout)
+        finally:
+            bus.close()
+    if kind == "raw":
+        writer = RawWriter(eng.raw, RAW_PING)
+        state = PingState(writer.publish, ping, total)
+        reader = RawReader(eng.raw, RAW_PONG, pong_type, state.on_pong)
+        reader.start()
+        try:
+            return state.run(timeout)
+        finally:
+            reader.close()
+            writer.close()
+    if kind == "zenoh":
+        session = eng.zenoh
+        zpub = session.declare_publisher(ZENOH_PING)
+        put = zpub.put
+
+        def publish(msg: Message) -> None:
+            put(msg.SerializeToString())
+
+        state = PingState(publish, ping, total)
+        parse = pong_type.FromString
+
+        def on_pong(sample: Any) -> None:
+            state.on_pong(parse(sample.payload.to_bytes()))
+
+        sub = session.declare_subscriber(ZENOH_PONG, on_pong)
+        try:
+            return state.run(timeout)
+        finally:
+            sub.undeclare()
+            zpub.undeclare()
+    raise ValueError(kind)
+
+
+# -- command loop ----------------------------------------------------------------------
+
+
+class Worker:
+    """The state of one worker process between commands; ``cmd_<name>`` executes command ``name``."""
+
+    def __init__(self, conn: Connection, name: str, cfg: dict[str, Any]) -> None:
+        self.conn = conn
+        self.eng = Engines(cfg, name)
+        self.receiver: Receiver | None = None
+        self.sender: Sender | None = None
+        self.payload: messages.Payload | None = None
+        self.responder: Callable[[], None] | None = None
+        self.udp_errors = 0
+
+    def cmd_warm(self, kinds: list[str]) -> None:
+        """Open the engines the run needs before the first task."""
+        if any(k.startswith("sdk_") for k in kinds):
+            self.eng.transport  # noqa: B018
+        if any(k.startswith("raw") for k in kinds):
+            self.eng.raw  # noqa: B018
+        if "zenoh" in kinds:
+            self.eng.zenoh  # noqa: B018
+
+    def cmd_rx_open(self, kind: str, size: int) -> None:
+        self.payload = payload_for(kind, size)
+        self.receiver = open_receiver(self.eng, kind, self.payload)
+        self.udp_errors = udp_rcvbuf_errors()
+
+    def _receiver(self) -> Receiver:
+        if self.receiver is None:
+            raise RuntimeError("no receiver open")
+        return self.receiver
+
+    def cmd_rx_wait_first(self, timeout: float) -> None:
+        if not self._receiver().counter.got.wait(timeout):
+            raise RuntimeError(f"nothing received within {timeout} s: the sender never matched")
+
+    def cmd_rx_measure(self, warmup: float, window: float) -> dict[str, float]:
+        return measure(self._receiver().counter, warmup, window)
+
+    def cmd_rx_drain(self, sent: int, reliable: bool, timeout: float) -> dict[str, Any]:
+        receiver = self._receiver()
+        c = receiver.counter
+        expected = sent - ((c.first or 1) - 1)  # probes sent before the first one received never reached us
+        drain(c, expected if reliable else None, timeout)
+        return {
+            "received": c.n,
+            "expected": expected,
+            "lost": expected - c.n,
+            "sdk": receiver.counters(),
+            "udp_rcvbuf_errors": udp_rcvbuf_errors() - self.udp_errors,
+        }
+
+    def cmd_rx_close(self) -> None:
+        if self.receiver is not None:
+            self.receiver.close()
+        self.receiver = None
+
+    def cmd_tx_open(self, kind: str, size: int) -> None:
+        self.payload = payload_for(kind, size)
+        self.sender = open_sender(self.eng, kind, self.payload)
+
+    def cmd_tx_probe(self, seconds: float) -> dict[str, Any]:
+        """Probe until the parent's ``go``, then publish for ``seconds``."""
+        if self.sender is None or self.payload is None:
+            raise RuntimeError("no sender open")
+        probes = probe_until_go(self.conn, self.sender, self.payload)
+        stats = blast(self.sender, self.payload, seconds)
+        return {"sent": probes + stats["blasted"], "probes": probes, **stats}
+
+    def cmd_tx_close(self) -> None:
+        if self.sender is not None:
+            self.sender.close()
+        self.sender = None
+
+    def cmd_pong_open(self, kind: str, size: int) -> None:
+        self.responder = open_responder(self.eng, kind, size)
+
+    def cmd_pong_close(self) -> None:
+        if self.responder is not None:
+            self.responder()
+        self.responder = None
+
+    def cmd_ping(self, kind: str, size: int, total: int, timeout: float) -> list[int]:
+        return ping_pong(self.eng, kind, size, total, timeout)
+
+
+def serve(conn: Connection, name: str, cfg: dict[str, Any]) -> None:
+    """Execute the parent's commands until ``quit``; every reply is ``("ok", value)`` or ``("error", text)``."""
+    worker = Worker(conn, name, cfg)
+    try:
+        while True:
+            cmd, *args = conn.recv()
+            if cmd == "quit":
+                conn.send(("ok", None))
+                return
+            try:
+                method = getattr(worker, f"cmd_{cmd}", None)
+                if method is None:
+                    raise ValueError(f"unknown command {cmd!r}")
+                conn.send(("ok", method(*args)))
+            except Exception:
+                conn.send(("error", traceback.format_exc()))
+    finally:
+        worker.eng.close()
