@@ -1,0 +1,101 @@
+"""The errors of the update client and the release tooling.
+
+::
+
+    HardpointRuntimeError
+    └── UpdateError                    an update cannot be fetched, verified or published
+        ├── MetadataVerificationError  TUF metadata refused (signatures under threshold, malformed,
+        │   │                          version mix-and-match between snapshot and targets)
+        │   ├── MetadataExpiredError   the metadata of a role has expired (freeze attack or stale mirror)
+        │   └── RollbackError          the repository offers an older version than the one trusted
+        ├── TargetNotFoundError        no role lists the target, or no role is delegated its path
+        ├── IntegrityError             downloaded data differs from what the metadata declares
+        │                              (hash or length mismatch, endless data)
+        ├── FetchError                 the mirror or the directory cannot be read
+        └── ReleaseError               the release tooling refuses an operation (bad wheel, unknown supplier, ...)
+
+Each names the cause, the target (when there is one) and the TUF role, and
+keeps them as attributes; the python-tuf exception is chained as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+from hardpoint_runtime._errors import HardpointRuntimeError
+
+__all__ = [
+    "FetchError",
+    "IntegrityError",
+    "MetadataExpiredError",
+    "MetadataVerificationError",
+    "ReleaseError",
+    "RollbackError",
+    "TargetNotFoundError",
+    "UpdateError",
+]
+
+
+class UpdateError(HardpointRuntimeError):
+    """An update cannot be fetched, verified or published.
+
+    The message reads ``<cause>: target '<t>', role '<r>': <detail>``, the
+    target and role parts left out when unknown.
+    """
+
+    #: Short name of the cause, the same for every instance of a class.
+    cause: str = "update refused"
+
+    def __init__(self, detail: str, *, target: str | None = None, role: str | None = None) -> None:
+        parts = [self.cause]
+        if target is not None:
+            parts.append(f"target {target!r}")
+        if role is not None:
+            parts.append(f"role {role!r}")
+        super().__init__(f"{', '.join(parts)}: {detail}")
+        #: What went wrong, in words (the text of the underlying error).
+        self.detail = detail
+        #: The TUF target path (``acme/nav/hardpoint_mod_nav-1.0-py3-none-any.whl``), or None.
+        self.target = target
+        #: The TUF role whose metadata or target was refused (``timestamp``, ``acme``), or None.
+        self.role = role
+
+
+class MetadataVerificationError(UpdateError):
+    """TUF metadata failed verification: too few valid signatures, malformed, or inconsistent versions."""
+
+    cause = "metadata verification failed"
+
+
+class MetadataExpiredError(MetadataVerificationError):
+    """The metadata of a role has expired: the mirror is stale or someone replays old metadata (freeze)."""
+
+    cause = "metadata expired"
+
+
+class RollbackError(MetadataVerificationError):
+    """The repository offers metadata older than the version already trusted."""
+
+    cause = "rollback attempt"
+
+
+class TargetNotFoundError(UpdateError):
+    """No trusted role lists the target (or no role is delegated its path)."""
+
+    cause = "target not found or not delegated"
+
+
+class IntegrityError(UpdateError):
+    """Downloaded data differs from what the signed metadata declares (hash, length, endless data)."""
+
+    cause = "hash or length mismatch"
+
+
+class FetchError(UpdateError):
+    """The mirror or directory could not be read (unreachable, file missing, I/O error)."""
+
+    cause = "fetch failed"
+
+
+class ReleaseError(UpdateError):
+    """The release tooling refuses an operation: a bad wheel, an unknown role, a missing key."""
+
+    cause = "release refused"
