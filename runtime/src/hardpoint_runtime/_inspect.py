@@ -19,27 +19,47 @@ __all__ = ["inspect_modules"]
 
 
 def _inspect(paths: Sequence[str], names: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
-    import importlib.metadata as md
-
-    import hardpoint
     from hardpoint_runtime._plugins import find_modules
 
-    for path in reversed(paths):
-        if path and path not in sys.path:
-            sys.path.insert(0, path)
     out: dict[str, dict[str, Any]] = {}
     for name, dists in find_modules(paths).items():
         if names is not None and name not in names:
             continue  # importing modules the platform does not use only costs start-up time
         for dist in dists:
-            key = f"{name}=={dist.version}"
-            try:
-                target = md.EntryPoint(name=name, value=dist.entry_point, group="hardpoint.modules").load()
-                manifest = hardpoint.ModuleHost.manifest_of(target)
-                out[key] = {"manifest": manifest.model_dump(mode="json")}
-            except Exception as e:
-                out[key] = {"error": f"{type(e).__name__}: {e}"}
+            out[f"{name}=={dist.version}"] = _load_manifest(name, dist.entry_point, dist.path)
     return out
+
+
+def _load_manifest(name: str, entry_point: str, path: str) -> dict[str, Any]:
+    """Load one version's entry point with only its own store directory in front of ``sys.path``.
+
+    Two versions of a module share package names, so each is imported afresh: the
+    package is dropped from ``sys.modules`` before and after.
+    """
+    import importlib.metadata as md
+
+    import hardpoint
+
+    top = entry_point.split(":", 1)[0].split(".", 1)[0]
+    _forget_package(top)
+    if path:
+        sys.path.insert(0, path)
+    try:
+        target = md.EntryPoint(name=name, value=entry_point, group="hardpoint.modules").load()
+        return {"manifest": hardpoint.ModuleHost.manifest_of(target).model_dump(mode="json")}
+    except Exception as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+    finally:
+        if path:
+            sys.path.remove(path)
+        _forget_package(top)
+
+
+def _forget_package(top: str) -> None:
+    if top in ("hardpoint", "hardpoint_runtime"):  # never the SDK or the runtime themselves
+        return
+    for module in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
+        del sys.modules[module]
 
 
 def inspect_modules(
