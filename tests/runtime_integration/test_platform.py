@@ -238,3 +238,21 @@ def test_refused_reload_changes_nothing_and_removed_module_is_stopped(platform: 
     assert list(platform.modules()) == ["beacon-nav"]
     assert worker_pids(platform.domain_id) == [pids["beacon-nav"]]
     assert platform.status()["health"]["status"] == "ok"
+
+
+def test_trusted_module_hosted_in_process(platform: Platform) -> None:
+    """``isolation = "in-process"``: the module runs inside hardpointd and still gets its inputs."""
+    path = platform.write(["beacon-nav", "beacon-track"])
+    text = path.read_text().replace('name = "beacon-track"\n', 'name = "beacon-track"\nisolation = "in-process"\n')
+    platform.write_text(text)
+    platform.start()
+    mods = platform.wait_active(["beacon-nav", "beacon-track"])
+    hosted, worker = mods["beacon-track"], mods["beacon-nav"]
+    assert hosted["pid"] != worker["pid"]
+    assert hosted["pid"] not in worker_pids(platform.domain_id)  # no process of its own: the daemon's pid
+    platform.wait(
+        lambda: platform.module("beacon-track")["counters"].get("sub:hardpoint.nav.v1.NavState.delivered", 0),
+        lambda n: n > 5,
+        timeout=30,
+        what="the in-process module to receive NavState",
+    )
