@@ -13,10 +13,10 @@ from __future__ import annotations
 import importlib.metadata as md
 import os
 import sys
-import threading
 from collections.abc import Callable
 from typing import Any
 
+from hardpoint_runtime._dispatch import on_dispatch
 from hardpoint_runtime._process import WorkerError
 
 __all__ = ["InProcessModule"]
@@ -66,23 +66,10 @@ class InProcessModule:
         self.manifest = manifest.model_dump(mode="json")
 
     def _on_dispatch(self, fn: Callable[[], Any], timeout_s: float) -> Any:
-        done = threading.Event()
-        box: dict[str, Any] = {}
-
-        def run() -> None:
-            try:
-                box["value"] = fn()
-            except BaseException as e:
-                box["error"] = e
-            finally:
-                done.set()
-
-        self.transport.call_later(0.0, run)
-        if not done.wait(timeout_s):
-            raise WorkerError(f"module {self.name!r} did not answer within {timeout_s:g} s")
-        if "error" in box:
-            raise box["error"]
-        return box.get("value")
+        try:
+            return on_dispatch(self.transport, fn, timeout_s=timeout_s)
+        except TimeoutError as e:
+            raise WorkerError(f"module {self.name!r} did not answer within {timeout_s:g} s") from e
 
     def request(self, op: str, *, timeout_s: float, **fields: Any) -> dict[str, Any]:
         """Drive a transition on the dispatch thread, like the worker does."""

@@ -26,6 +26,8 @@ import threading
 from collections.abc import Callable
 from typing import IO, Any, Final
 
+from hardpoint_runtime._dispatch import on_dispatch
+
 __all__ = ["main"]
 
 LOAD_FAILED_EXIT: Final = 3
@@ -91,22 +93,7 @@ class _Worker:
 
     def on_dispatch(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the transport's dispatch thread (hooks never race callbacks) and return its result."""
-        done = threading.Event()
-        box: dict[str, Any] = {}
-
-        def run() -> None:
-            try:
-                box["value"] = fn()
-            except BaseException as e:
-                box["error"] = e
-            finally:
-                done.set()
-
-        self.transport.call_later(0.0, run)
-        done.wait()
-        if "error" in box:
-            raise box["error"]
-        return box.get("value")
+        return on_dispatch(self.transport, fn)
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         from hardpoint import HardpointError, Transition
