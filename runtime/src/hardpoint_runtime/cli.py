@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from hardpoint_runtime._release_cli import release_app
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
@@ -48,6 +50,7 @@ app = typer.Typer(
 )
 module_app = typer.Typer(help="Inspect one module.", no_args_is_help=True)
 app.add_typer(module_app, name="module")
+app.add_typer(release_app, name="release")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
 

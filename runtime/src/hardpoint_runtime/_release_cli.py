@@ -1,0 +1,347 @@
+"""``hardpoint release``: the platform authority's and the suppliers' tooling for the update repository.
+
+A thin command line over :class:`hardpoint_runtime.update.UpdateRepository`.
+Private keys live in key directories *outside* the repository directory (the
+repository is what mirrors serve): by default ``<REPO_DIR>-keys`` beside it;
+``--keys DIR`` (repeatable) names others, and ``init --root-keys DIR`` puts the
+root keys apart (offline media). Every command prints text, or JSON only with
+``--json``; any refusal exits 1 with ``hardpoint: error: <cause>`` on stderr.
+
+Import-light like the rest of the CLI: python-tuf is loaded only inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from hardpoint_runtime.update import UpdateRepository
+
+__all__ = ["release_app"]
+
+release_app = typer.Typer(
+    help="Release tooling: create the update repository, add suppliers, publish module wheels, rotate keys.",
+    no_args_is_help=True,
+)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
+RepoArg = Annotated[Path, typer.Argument(help="Repository directory (holds metadata/ and targets/).")]
+KeysOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--keys",
+        help="Directory of private keys to sign with (repeatable). Default: <REPO_DIR>-keys.",
+    ),
+]
+_TOP_LEVEL = ("root", "targets", "snapshot", "timestamp")
+
+
+def _fail(message: str) -> NoReturn:
+    sys.stderr.write(f"hardpoint: error: {message}\n")
+    sys.stderr.flush()
+    raise typer.Exit(1)
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _default_keys(repo_dir: Path) -> Path:
+    return repo_dir.parent / f"{repo_dir.name}-keys"
+
+
+def _key_dirs(repo_dir: Path, keys: list[Path] | None) -> list[Path]:
+    return list(keys) if keys else [_default_keys(repo_dir)]
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn the update errors (and file errors) into ``_fail``: exit 1 naming the cause."""
+    from hardpoint_runtime.update import UpdateError
+
+    try:
+        yield
+    except UpdateError as e:
+        _fail(str(e))
+    except OSError as e:
+        _fail(f"{e.strerror or e}: {e.filename}" if e.filename else str(e))
+
+
+def _open(repo_dir: Path, key_dirs: list[Path]) -> UpdateRepository:
+    from hardpoint_runtime.update import UpdateRepository
+
+    if not (repo_dir / "metadata").is_dir():
+        _fail(f"no update repository at {repo_dir} (no metadata directory): run 'hardpoint release init' first")
+    return UpdateRepository(repo_dir, key_dirs=key_dirs)
+
+
+def _key_ids(repo: UpdateRepository, role: str) -> tuple[list[str], int]:
+    if role in _TOP_LEVEL:
+        entry = repo.role("root").signed.roles[role]
+        return list(entry.keyids), entry.threshold
+    delegated = repo.role("targets").signed.delegations.roles[role]
+    return list(delegated.keyids), delegated.threshold
+
+
+def _describe(repo: UpdateRepository) -> dict[str, Any]:
+    roles: dict[str, Any] = {}
+    for role in [*_TOP_LEVEL, *repo.suppliers]:
+        md = repo.role(role)
+        keyids, threshold = _key_ids(repo, role)
+        roles[role] = {
+            "version": md.signed.version,
+            "expires": md.signed.expires.isoformat(),
+            "threshold": threshold,
+            "keyids": keyids,
+        }
+    suppliers: dict[str, Any] = {}
+    for name in repo.suppliers:
+        delegated = repo.role("targets").signed.delegations.roles[name]
+        targets = []
+        for path, info in sorted(repo.role(name).signed.targets.items()):
+            hardpoint = info.custom.get("hardpoint", {}) if isinstance(info.custom, dict) else {}
+            targets.append(
+                {"path": path, "version": hardpoint.get("version"), "length": info.length, "hashes": info.hashes}
+            )
+        suppliers[name] = {"paths": list(delegated.paths or []), "targets": targets}
+    return {"repository": str(repo.path), "roles": roles, "suppliers": suppliers}
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@release_app.command()
+def init(
+    repo_dir: RepoArg,
+    *,
+    keys: Annotated[
+        Path | None,
+        typer.Option("--keys", help="Where the targets/snapshot/timestamp keys go. Default: <REPO_DIR>-keys."),
+    ] = None,
+    root_keys: Annotated[
+        Path | None, typer.Option("--root-keys", help="Where the root keys go (offline media). Default: --keys.")
+    ] = None,
+    root_threshold: Annotated[int, typer.Option("--root-threshold", min=1)] = 1,
+    root_key_count: Annotated[int | None, typer.Option("--root-key-count", help="Default: the threshold.")] = None,
+    targets_threshold: Annotated[int, typer.Option("--targets-threshold", min=1)] = 1,
+    targets_key_count: Annotated[int | None, typer.Option("--targets-key-count")] = None,
+    online_threshold: Annotated[
+        int, typer.Option("--online-threshold", min=1, help="Threshold of snapshot and timestamp.")
+    ] = 1,
+    online_key_count: Annotated[int | None, typer.Option("--online-key-count")] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Create an update repository: new keys and version 1 of root, targets, snapshot and timestamp."""
+    from hardpoint_runtime.update import UpdateRepository
+
+    keys_dir = keys or _default_keys(repo_dir)
+    thresholds = {
+        "root": root_threshold,
+        "targets": targets_threshold,
+        "snapshot": online_threshold,
+        "timestamp": online_threshold,
+    }
+    counts = {
+        role: count
+        for role, count in (
+            ("root", root_key_count),
+            ("targets", targets_key_count),
+            ("snapshot", online_key_count),
+            ("timestamp", online_key_count),
+        )
+        if count is not None
+    }
+    with _errors():
+        repo = UpdateRepository.create(
+            repo_dir, keys_dir=keys_dir, root_keys_dir=root_keys, thresholds=thresholds, key_counts=counts
+        )
+    info = _describe(repo)
+    out = {
+        "repository": str(repo_dir),
+        "trusted_root": str(repo.metadata_dir / "1.root.json"),
+        "keys": str(keys_dir),
+        "root_keys": str(root_keys or keys_dir),
+        "roles": info["roles"],
+    }
+    if json_out:
+        _print_json(out)
+        return
+    _say(f"created update repository {repo_dir}")
+    _say(f"  platforms' first trusted root: {out['trusted_root']}")
+    _say(f"  root keys in {out['root_keys']}, other keys in {keys_dir}")
+
+
+@release_app.command("add-supplier")
+def add_supplier(
+    repo_dir: RepoArg,
+    name: Annotated[str, typer.Argument(help="Supplier name (lower case, digits, '-', '_').")],
+    *,
+    threshold: Annotated[int, typer.Option("--threshold", min=1)] = 1,
+    key_count: Annotated[int | None, typer.Option("--key-count", help="Default: the threshold.")] = None,
+    keys: KeysOption = None,
+    supplier_keys: Annotated[
+        Path | None,
+        typer.Option("--supplier-keys", help="Where the supplier's new keys go. Default: the first --keys."),
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Delegate <NAME>/*/* to a new supplier role with new keys (the authority's targets keys sign)."""
+    key_dirs = _key_dirs(repo_dir, keys)
+    destination = supplier_keys or key_dirs[0]
+    with _errors():
+        repo = _open(repo_dir, key_dirs)
+        keyids = repo.add_supplier(name, keys_dir=destination, threshold=threshold, key_count=key_count)
+    out = {
+        "supplier": name,
+        "keyids": keyids,
+        "threshold": threshold,
+        "keys": str(destination),
+        "paths": [f"{name}/*/*"],
+    }
+    if json_out:
+        _print_json(out)
+        return
+    _say(f"supplier {name} delegated {name}/*/* (threshold {threshold}); keys in {destination}:")
+    for keyid in keyids:
+        _say(f"  {keyid}")
+
+
+@release_app.command()
+def publish(
+    repo_dir: RepoArg,
+    supplier: Annotated[str, typer.Argument(help="The supplier whose role signs the wheel.")],
+    wheel: Annotated[Path, typer.Argument(help="The module wheel (.whl).")],
+    keys: KeysOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Publish a module wheel under <SUPPLIER>/<module>/<file>, its manifest in the target's custom metadata."""
+    if not wheel.is_file():
+        _fail(f"no wheel file {wheel}")
+    if wheel.suffix != ".whl":
+        _fail(f"{wheel} is not a wheel (.whl)")
+    with _errors():
+        repo = _open(repo_dir, _key_dirs(repo_dir, keys))
+        path = repo.publish(supplier, wheel)
+    info = repo.role(supplier).signed.targets[path]
+    hardpoint = info.custom.get("hardpoint", {})
+    out = {
+        "target": path,
+        "supplier": supplier,
+        "version": hardpoint.get("version"),
+        "length": info.length,
+        "hashes": info.hashes,
+        "role_version": repo.role(supplier).signed.version,
+    }
+    if json_out:
+        _print_json(out)
+        return
+    _say(f"published {path}")
+    _say(f"  version {out['version']}, {info.length} bytes")
+    for algorithm, digest in info.hashes.items():
+        _say(f"  {algorithm} {digest}")
+
+
+@release_app.command("rotate-key")
+def rotate_key(
+    repo_dir: RepoArg,
+    role: Annotated[str, typer.Argument(help="root, targets, snapshot, timestamp or a supplier.")],
+    *,
+    key_count: Annotated[
+        int | None, typer.Option("--key-count", min=1, help="New keys to make. Default: as many as now.")
+    ] = None,
+    threshold: Annotated[int | None, typer.Option("--threshold", min=1, help="Default: unchanged.")] = None,
+    keep_old: Annotated[bool, typer.Option("--keep-old", help="Keep the old keys beside the new ones.")] = False,
+    keys: KeysOption = None,
+    new_keys: Annotated[
+        Path | None, typer.Option("--new-keys", help="Where the new keys go. Default: the first --keys.")
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Replace the keys of a role with new ones (its delegator, or root, signs the change)."""
+    key_dirs = _key_dirs(repo_dir, keys)
+    destination = new_keys or key_dirs[0]
+    with _errors():
+        repo = _open(repo_dir, key_dirs)
+        if role not in _TOP_LEVEL and role not in repo.suppliers:
+            _fail(f"no role {role!r} in {repo_dir} (roles: {[*_TOP_LEVEL, *repo.suppliers]})")
+        old, _ = _key_ids(repo, role)
+        added = repo.rotate_keys(
+            role,
+            add=key_count or len(old),
+            remove=[] if keep_old else old,
+            threshold=threshold,
+            keys_dir=destination,
+        )
+        current, current_threshold = _key_ids(repo, role)
+    removed = [] if keep_old else old
+    out = {
+        "role": role,
+        "added": added,
+        "removed": removed,
+        "keyids": current,
+        "threshold": current_threshold,
+        "keys": str(destination),
+    }
+    if json_out:
+        _print_json(out)
+        return
+    _say(f"rotated the keys of {role} (threshold {current_threshold}); new keys in {destination}:")
+    for keyid in added:
+        _say(f"  + {keyid}")
+    for keyid in removed:
+        _say(f"  - {keyid}")
+
+
+@release_app.command("revoke-key")
+def revoke_key(
+    repo_dir: RepoArg,
+    supplier: Annotated[str, typer.Argument(help="The supplier.")],
+    keyid: Annotated[str, typer.Argument(help="The key id to revoke.")],
+    keys: KeysOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Remove a key from a supplier's delegation: it signs nothing any more (the targets keys sign)."""
+    with _errors():
+        repo = _open(repo_dir, _key_dirs(repo_dir, keys))
+        repo.revoke_supplier_key(supplier, keyid)
+        current, threshold = _key_ids(repo, supplier)
+    out = {"supplier": supplier, "revoked": keyid, "keyids": current, "threshold": threshold}
+    if json_out:
+        _print_json(out)
+        return
+    _say(f"revoked key {keyid} of supplier {supplier}; remaining: {', '.join(current)}")
+
+
+@release_app.command()
+def show(repo_dir: RepoArg, json_out: JsonOption = False) -> None:
+    """Roles (version, expiry, threshold, keys), suppliers and their targets."""
+    with _errors():
+        info = _describe(_open(repo_dir, []))
+    if json_out:
+        _print_json(info)
+        return
+    _say(f"update repository {repo_dir}")
+    for role, entry in info["roles"].items():
+        _say(
+            f"  {role:<12} v{entry['version']:<4} expires {entry['expires']}  "
+            f"threshold {entry['threshold']} of {len(entry['keyids'])} keys"
+        )
+    if not info["suppliers"]:
+        _say("no suppliers")
+    for name, supplier in info["suppliers"].items():
+        _say(f"supplier {name} ({', '.join(supplier['paths'])}): {len(supplier['targets'])} targets")
+        for target in supplier["targets"]:
+            _say(f"  {target['path']}  version {target['version']}  sha256 {target['hashes'].get('sha256', '-')}")
