@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from hardpoint_runtime._conformance_cli import conformance_app
 from hardpoint_runtime._release_cli import release_app
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ app = typer.Typer(
 module_app = typer.Typer(help="Inspect one module.", no_args_is_help=True)
 app.add_typer(module_app, name="module")
 app.add_typer(release_app, name="release")
+app.add_typer(conformance_app, name="conformance")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
 

@@ -1,0 +1,130 @@
+"""``hardpoint conformance check``: the checks run in a pytest subprocess, the evidence written to ``--report``."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner, Result
+
+from hardpoint_runtime.cli import app
+
+runner = CliRunner()
+CHECKS = {
+    "test_manifest_valid": ["SDK-LC-001"],
+    "test_provided_interfaces_in_interface_set": ["RT-RES-011"],
+    "test_required_interfaces_in_interface_set": ["RT-RES-004", "RT-RES-011"],
+}
+
+
+def check(*args: str | Path) -> Result:
+    return runner.invoke(app, ["conformance", "check", *map(str, args)])
+
+
+def _junit(path: Path) -> dict[str, str]:
+    """Outcome of each JUnit test case, by name."""
+    outcomes = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        failed = case.find("failure") is not None or case.find("error") is not None
+        skipped = case.find("skipped") is not None
+        outcomes[case.get("name", "")] = "failed" if failed else "skipped" if skipped else "passed"
+    return outcomes
+
+
+def _result(path: Path) -> dict[str, str]:
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return {v["test"].rsplit("::", 1)[-1]: v["outcome"] for v in data["verdicts"]}
+
+
+def test_reference_nav_passes_certified_and_the_evidence_agrees(tmp_path: Path) -> None:
+    report = tmp_path / "evidence"
+    result = check("nav", "--certified", "--report", report)
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert result.stdout.startswith("nav: PASS (certified)")
+
+    junit, data, markdown = report / "junit.xml", report / "hardpoint-result.json", report / "report.md"
+    assert junit.is_file()
+    assert data.is_file()
+    assert markdown.is_file()
+    assert _junit(junit) == dict.fromkeys(CHECKS, "passed")
+    assert _result(data) == dict.fromkeys(CHECKS, "passed")
+    assert json.loads(data.read_text(encoding="utf-8"))["certified"] is True
+    text = markdown.read_text(encoding="utf-8")
+    assert "Module: `nav`" in text
+    assert "Verdict: **PASS**" in text
+    assert "certified" in text
+    for name, requirements in CHECKS.items():
+        assert f"| `{name}` | {', '.join(requirements)} | passed |" in text
+
+
+def test_needs_nav2_fails_naming_the_interface(tmp_path: Path) -> None:
+    report = tmp_path / "evidence"
+    result = check("needs-nav2", "--report", report)
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    assert result.stdout.startswith("needs-nav2: FAIL")
+    assert "hardpoint.nav.v2.NavState" in result.stdout
+
+    assert _junit(report / "junit.xml")["test_required_interfaces_in_interface_set"] == "failed"
+    assert _result(report / "hardpoint-result.json")["test_required_interfaces_in_interface_set"] == "failed"
+    text = (report / "report.md").read_text(encoding="utf-8")
+    assert "Verdict: **FAIL**" in text
+    assert "| `test_required_interfaces_in_interface_set` | RT-RES-004, RT-RES-011 | failed |" in text
+    assert "requires hardpoint.nav.v2.NavState: incompatible major" in text
+    assert "hardpoint.nav.v1.NavState" in text
+
+
+def test_json_output(tmp_path: Path) -> None:
+    result = check("needs-nav2", "--report", tmp_path, "--json")
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    summary = json.loads(result.stdout)
+    assert summary["module"] == "needs-nav2"
+    assert summary["verdict"] == "fail"
+    assert {c["check"]: c["requirements"] for c in summary["checks"]} == CHECKS
+    failed = [c for c in summary["checks"] if c["outcome"] != "passed"]
+    assert [c["check"] for c in failed] == ["test_required_interfaces_in_interface_set"]
+    assert "hardpoint.nav.v2.NavState" in failed[0]["message"]
+    assert summary["report"]["junit"] == str((tmp_path / "junit.xml").resolve())
+
+
+def test_unknown_module_fails_with_a_clear_message(tmp_path: Path) -> None:
+    result = check("no-such-module", "--report", tmp_path / "evidence")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith(
+        "hardpoint: error: no module named 'no-such-module' in entry-point group hardpoint.modules"
+    )
+    assert "nav" in result.stderr  # the installed modules are listed
+    assert not (tmp_path / "evidence").exists()
+
+
+def test_missing_wheel_fails_with_a_clear_message(tmp_path: Path) -> None:
+    result = check(tmp_path / "absent-1.0-py3-none-any.whl")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("hardpoint: error: no wheel file ")
+
+
+_WHEEL_MODULE = """
+from hardpoint import Manifest
+
+
+class Wheeled:
+    manifest = Manifest(
+        name="wheeled", version="1.0.0", supplier="tests", requires=("hardpoint.nav.v1.NavState",)
+    )
+"""
+
+
+def test_a_wheel_passes(tmp_path: Path) -> None:
+    wheel = tmp_path / "wheeled-1.0.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("hardpoint_wheeled/__init__.py", _WHEEL_MODULE)
+        zf.writestr("wheeled-1.0.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: wheeled\nVersion: 1.0.0\n")
+        zf.writestr(
+            "wheeled-1.0.0.dist-info/entry_points.txt", "[hardpoint.modules]\nwheeled = hardpoint_wheeled:Wheeled\n"
+        )
+    result = check(wheel, "--certified", "--report", tmp_path / "evidence")
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert _result(tmp_path / "evidence" / "hardpoint-result.json") == dict.fromkeys(CHECKS, "passed")
