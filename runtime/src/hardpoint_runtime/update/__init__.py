@@ -14,8 +14,10 @@ from hardpoint_runtime.update._client import UpdateClient, VerifiedTarget, initi
 from hardpoint_runtime.update._errors import (
     FetchError,
     IntegrityError,
+    ManifestMismatchError,
     MetadataExpiredError,
     MetadataVerificationError,
+    ModuleRollbackError,
     ReleaseError,
     RollbackError,
     TargetNotFoundError,
@@ -45,4 +47,6 @@ __all__ = [
     "IntegrityError",
     "FetchError",
     "ReleaseError",
+    "ManifestMismatchError",
+    "ModuleRollbackError",
 ]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+from packaging.version import InvalidVersion, Version
 from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import Metadata, TargetFile, Targets
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
@@ -24,13 +25,16 @@ from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 from hardpoint_runtime.update._errors import (
     FetchError,
     IntegrityError,
+    ManifestMismatchError,
     MetadataExpiredError,
     MetadataVerificationError,
+    ModuleRollbackError,
     RollbackError,
     TargetNotFoundError,
     UpdateError,
 )
 from hardpoint_runtime.update._fetchers import DirectoryFetcher, RecordingFetcher
+from hardpoint_runtime.update._wheel import read_module_wheel
 
 __all__ = ["UpdateClient", "VerifiedTarget", "initialize_trust"]
 
@@ -88,6 +92,13 @@ def _role_from_url(url: str | None) -> str | None:
     if not name.endswith(".json"):
         return None
     return _VERSIONED.sub("", name[: -len(".json")], count=1)
+
+
+def _same_version(a: str, b: str) -> bool:
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
 
 
 class UpdateClient:
@@ -228,6 +239,43 @@ class UpdateClient:
         if self.download_dir is None:
             raise UpdateError("the client has no download directory", target=name)
         info, role = self.target_info(name)
+        return self._download(name, info, role)
+
+    def fetch_module(
+        self, name: str, *, installed_version: str | None = None, allow_reinstall: bool = False
+    ) -> VerifiedTarget:
+        """Fetch module wheel ``name`` as :meth:`fetch_target` does, then check it is the module that was signed.
+
+        Before the download, with ``installed_version`` given, a target whose signed
+        version (``custom["hardpoint"]["version"]``) is lower than the installed one,
+        or equal to it unless ``allow_reinstall``, is refused (PEP 440 comparison).
+        After it, the manifest embedded in the wheel (:func:`read_module_wheel`) must
+        equal the signed ``custom["hardpoint"]["manifest"]``, and the wheel's version
+        the signed version; otherwise the downloaded file is removed.
+
+        :raises ModuleRollbackError: the offered version is not newer than ``installed_version``; nothing fetched.
+        :raises ManifestMismatchError: the embedded and signed manifests differ, or either is missing.
+        :raises UpdateError: any refusal of :meth:`fetch_target`; nothing is written then.
+        :raises ValueError: ``installed_version`` is not a PEP 440 version.
+        """
+        if self.download_dir is None:
+            raise UpdateError("the client has no download directory", target=name)
+        installed = Version(installed_version) if installed_version is not None else None
+        info, role = self.target_info(name)
+        if installed is not None:
+            self._check_not_older(name, info, role, installed, allow_reinstall=allow_reinstall)
+        result = self._download(name, info, role)
+        try:
+            self._check_manifest(result)
+        except ManifestMismatchError:
+            result.path.unlink(missing_ok=True)
+            raise
+        return result
+
+    # ----- downloading and module checks -----------------------------------
+
+    def _download(self, name: str, info: TargetFile, role: str | None) -> VerifiedTarget:
+        assert self.download_dir is not None
         final = self.download_dir / quote(name, "")
         custom = info.custom if isinstance(info.custom, dict) else {}
         result = VerifiedTarget(
@@ -246,6 +294,72 @@ class UpdateClient:
             self._fetcher.close_streams()
             temp.unlink(missing_ok=True)
         return result
+
+    @staticmethod
+    def _check_not_older(
+        name: str, info: TargetFile, role: str | None, installed: Version, *, allow_reinstall: bool
+    ) -> None:
+        hardpoint = info.custom.get("hardpoint") if isinstance(info.custom, dict) else None
+        signed = hardpoint.get("version") if isinstance(hardpoint, dict) else None
+        if not isinstance(signed, str):
+            raise ManifestMismatchError(
+                "the signed target declares no module version", fields=("hardpoint.version",), target=name, role=role
+            )
+        try:
+            offered = Version(signed)
+        except InvalidVersion as e:
+            raise ManifestMismatchError(
+                f"the signed module version {signed!r} is not PEP 440",
+                fields=("hardpoint.version",),
+                target=name,
+                role=role,
+            ) from e
+        if offered < installed or (offered == installed and not allow_reinstall):
+            relation = "older than" if offered < installed else "the same as"
+            raise ModuleRollbackError(
+                f"offered version {signed} is {relation} installed version {installed}",
+                installed_version=str(installed),
+                offered_version=signed,
+                target=name,
+                role=role,
+            )
+
+    @staticmethod
+    def _check_manifest(result: VerifiedTarget) -> None:
+        signed = result.manifest
+        if signed is None:
+            raise ManifestMismatchError(
+                "the signed target carries no module manifest",
+                fields=("manifest",),
+                target=result.name,
+                role=result.role,
+            )
+        try:
+            wheel = read_module_wheel(result.path)
+        except UpdateError as e:
+            raise ManifestMismatchError(
+                f"the wheel carries no valid manifest: {e.detail}",
+                fields=("manifest",),
+                target=result.name,
+                role=result.role,
+            ) from e
+        embedded = wheel.manifest
+        fields = [key for key in sorted(signed.keys() | embedded.keys()) if signed.get(key) != embedded.get(key)]
+        if result.version is None or not _same_version(result.version, wheel.version):
+            fields.append("hardpoint.version")
+        if fields:
+            differences = "; ".join(
+                f"hardpoint.version: signed {result.version!r}, wheel {wheel.version!r}"
+                if key == "hardpoint.version"
+                else f"{key}: signed {signed.get(key)!r}, wheel {embedded.get(key)!r}"
+                for key in fields
+            )
+            raise ManifestMismatchError(
+                f"the wheel's manifest differs from the signed one in {', '.join(fields)} ({differences})",
+                fields=tuple(fields),
+                target=result.name,
+                role=result.role,
+            )
 
     # ----- roles, for error messages --------------------------------------
 

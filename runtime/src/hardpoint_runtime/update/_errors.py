@@ -12,6 +12,8 @@
         ├── IntegrityError             downloaded data differs from what the metadata declares
         │                              (hash or length mismatch, endless data)
         ├── FetchError                 the mirror or the directory cannot be read
+        ├── ManifestMismatchError      the wheel's embedded manifest differs from the signed one
+        ├── ModuleRollbackError        the offered module version is not newer than the installed one
         └── ReleaseError               the release tooling refuses an operation (bad wheel, unknown supplier, ...)
 
 Each names the cause, the target (when there is one) and the TUF role, and
@@ -25,8 +27,10 @@ from hardpoint_runtime._errors import HardpointRuntimeError
 __all__ = [
     "FetchError",
     "IntegrityError",
+    "ManifestMismatchError",
     "MetadataExpiredError",
     "MetadataVerificationError",
+    "ModuleRollbackError",
     "ReleaseError",
     "RollbackError",
     "TargetNotFoundError",
@@ -93,6 +97,44 @@ class FetchError(UpdateError):
     """The mirror or directory could not be read (unreachable, file missing, I/O error)."""
 
     cause = "fetch failed"
+
+
+class ManifestMismatchError(UpdateError):
+    """A module wheel's embedded manifest differs from the manifest signed in the target's custom metadata.
+
+    Also raised when either manifest is missing or unreadable: the signed one
+    is what the platform trusts, the embedded one is what the module will use.
+    """
+
+    cause = "manifest mismatch"
+
+    def __init__(
+        self, detail: str, *, fields: tuple[str, ...] = (), target: str | None = None, role: str | None = None
+    ) -> None:
+        super().__init__(detail, target=target, role=role)
+        #: The differing manifest fields (``provides``; ``hardpoint.version`` for the signed version).
+        self.fields = fields
+
+
+class ModuleRollbackError(UpdateError):
+    """The repository offers a module version not newer than the installed one (PEP 440 comparison)."""
+
+    cause = "module version rollback"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        installed_version: str,
+        offered_version: str,
+        target: str | None = None,
+        role: str | None = None,
+    ) -> None:
+        super().__init__(detail, target=target, role=role)
+        #: The version installed on the platform.
+        self.installed_version = installed_version
+        #: The version the signed target declares.
+        self.offered_version = offered_version
 
 
 class ReleaseError(UpdateError):
