@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from tufkit import SUPPLIER, Published, Served, Wheels, build_module_wheel
 
-from hardpoint_runtime.update import UpdateRepository
+from hardpoint_runtime.update import UpdateClient, UpdateRepository
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +61,31 @@ def serve() -> Iterator[Any]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture(params=["http", "directory"])
+def client_for(request: pytest.FixtureRequest, tmp_path: Path, serve: Any) -> Iterator[Callable[..., UpdateClient]]:
+    """``client_for(repo, trusted_root=None)``: a new client (one updater) sharing one metadata and download dir."""
+    made: list[UpdateClient] = []
+    served: list[Served] = []
+
+    def make(repo: UpdateRepository, *, trusted_root: bytes | None = None) -> UpdateClient:
+        metadata, downloads = tmp_path / "client-metadata", tmp_path / "installs"
+        if request.param == "directory":
+            client = UpdateClient.from_directory(repo.path, metadata, download_dir=downloads, trusted_root=trusted_root)
+        else:
+            if not served:
+                served.append(serve(repo.path))
+            client = UpdateClient(
+                metadata,
+                metadata_url=f"{served[0].url}/metadata/",
+                target_url=f"{served[0].url}/targets/",
+                download_dir=downloads,
+                trusted_root=trusted_root,
+            )
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()

@@ -6,13 +6,12 @@ Every attack runs twice: over HTTP on 127.0.0.1 and through the directory fetche
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-from tufkit import Published, Served, Wheels, key_files, republish_snapshot, signer_for, write_signed
+from tufkit import Published, Wheels, installed, key_files, republish_snapshot, signer_for, write_signed
 
 from hardpoint_runtime.update import (
     IntegrityError,
@@ -28,43 +27,10 @@ from hardpoint_runtime.update import (
 PAST = datetime(2020, 1, 1, tzinfo=UTC)
 
 
-@pytest.fixture(params=["http", "directory"])
-def client_for(request: pytest.FixtureRequest, tmp_path: Path, serve: Any) -> Iterator[Callable[..., UpdateClient]]:
-    """``client_for(repo, trusted_root=None)``: a new client (one updater) sharing one metadata and download dir."""
-    made: list[UpdateClient] = []
-    served: list[Served] = []
-
-    def make(repo: UpdateRepository, *, trusted_root: bytes | None = None) -> UpdateClient:
-        metadata, downloads = tmp_path / "client-metadata", tmp_path / "installs"
-        if request.param == "directory":
-            client = UpdateClient.from_directory(repo.path, metadata, download_dir=downloads, trusted_root=trusted_root)
-        else:
-            if not served:
-                served.append(serve(repo.path))
-            client = UpdateClient(
-                metadata,
-                metadata_url=f"{served[0].url}/metadata/",
-                target_url=f"{served[0].url}/targets/",
-                download_dir=downloads,
-                trusted_root=trusted_root,
-            )
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close()
-
-
-def _installed(tmp_path: Path) -> set[str]:
-    downloads = tmp_path / "installs"
-    return {p.name for p in downloads.iterdir()} if downloads.exists() else set()
-
-
 def _refused(
     tmp_path: Path, client: UpdateClient, target: str, kind: type[UpdateError], role: str | None
 ) -> UpdateError:
-    before = _installed(tmp_path)
+    before = installed(tmp_path)
     with pytest.raises(kind) as caught:
         client.fetch_target(target)
     error = caught.value
@@ -74,7 +40,7 @@ def _refused(
         assert f"role {role!r}" in str(error)
     if kind is not TargetNotFoundError:  # python-tuf returns None there; elsewhere its exception is chained
         assert error.__cause__ is not None
-    assert _installed(tmp_path) == before, "nothing may be written when an update is refused"
+    assert installed(tmp_path) == before, "nothing may be written when an update is refused"
     return error
 
 
@@ -95,7 +61,7 @@ def test_a_good_update_is_fetched_with_its_signed_manifest(
         result.path.read_bytes()
         == (published.repo.targets_dir / "acme" / "blink").glob("*.whl").__next__().read_bytes()
     )
-    assert _installed(tmp_path) == {result.path.name}
+    assert installed(tmp_path) == {result.path.name}
 
 
 def test_tampered_wheel(published: Published, client_for: Callable[..., UpdateClient], tmp_path: Path) -> None:

@@ -5,50 +5,20 @@ Every case runs over HTTP on 127.0.0.1 and through the directory fetcher (remova
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from tufkit import Published, Served, Wheels, key_files, republish_snapshot, signer_for, write_signed
+from tufkit import Published, Wheels, installed, key_files, republish_snapshot, signer_for, write_signed
 
 from hardpoint_runtime.update import UpdateClient, UpdateRepository
 from hardpoint_runtime.update._errors import ManifestMismatchError, ModuleRollbackError
 
 
-@pytest.fixture(params=["http", "directory"])
-def client_for(request: pytest.FixtureRequest, tmp_path: Path, serve: Any) -> Iterator[Callable[..., UpdateClient]]:
-    """``client_for(repo)``: a new client trusting the repository's current root, downloading to ``installs``."""
-    made: list[UpdateClient] = []
-    served: list[Served] = []
-
-    def make(repo: UpdateRepository) -> UpdateClient:
-        metadata, downloads = tmp_path / "client-metadata", tmp_path / "installs"
-        if request.param == "directory":
-            client = UpdateClient.from_directory(
-                repo.path, metadata, download_dir=downloads, trusted_root=repo.root_bytes()
-            )
-        else:
-            if not served:
-                served.append(serve(repo.path))
-            client = UpdateClient(
-                metadata,
-                metadata_url=f"{served[0].url}/metadata/",
-                target_url=f"{served[0].url}/targets/",
-                download_dir=downloads,
-                trusted_root=repo.root_bytes(),
-            )
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close()
-
-
-def _installed(tmp_path: Path) -> set[str]:
-    downloads = tmp_path / "installs"
-    return {p.name for p in downloads.iterdir()} if downloads.exists() else set()
+@pytest.fixture
+def client_for(client_for: Callable[..., UpdateClient]) -> Callable[[UpdateRepository], UpdateClient]:
+    """Clients here trust the repository's current root (the conftest fixture, over HTTP and directory)."""
+    return lambda repo: client_for(repo, trusted_root=repo.root_bytes())
 
 
 def test_a_newer_module_is_fetched_and_its_manifest_checked(
@@ -61,7 +31,7 @@ def test_a_newer_module_is_fetched_and_its_manifest_checked(
     assert result.manifest is not None
     assert result.manifest["version"] == "1.1"
     assert result.path.read_bytes() == wheels.v2.read_bytes()
-    assert _installed(tmp_path) == {result.path.name}
+    assert installed(tmp_path) == {result.path.name}
 
 
 def test_a_first_install_needs_no_installed_version(
@@ -69,7 +39,7 @@ def test_a_first_install_needs_no_installed_version(
 ) -> None:
     result = client_for(published.repo).fetch_module(published.target)
     assert result.version == "1.0"
-    assert _installed(tmp_path) == {result.path.name}
+    assert installed(tmp_path) == {result.path.name}
 
 
 def test_wheel_whose_embedded_manifest_differs_from_the_signed_one(
@@ -92,7 +62,7 @@ def test_wheel_whose_embedded_manifest_differs_from_the_signed_one(
     assert "provides" in str(error)
     assert error.cause in str(error)
     assert f"role {'acme'!r}" in str(error)
-    assert _installed(tmp_path) == set(), "a wheel whose manifest was not the signed one must be removed"
+    assert installed(tmp_path) == set(), "a wheel whose manifest was not the signed one must be removed"
 
 
 def test_signed_version_differing_from_the_wheel_is_a_mismatch(
@@ -108,7 +78,7 @@ def test_signed_version_differing_from_the_wheel_is_a_mismatch(
         client_for(published.repo).fetch_module(published.target, installed_version="1.0")
     assert caught.value.fields == ("hardpoint.version",)
     assert caught.value.role == "acme"
-    assert _installed(tmp_path) == set()
+    assert installed(tmp_path) == set()
 
 
 def test_module_version_rollback_is_refused(
@@ -123,7 +93,7 @@ def test_module_version_rollback_is_refused(
     assert error.target == published.target
     assert error.role == "acme"
     assert error.cause in str(error)
-    assert _installed(tmp_path) == set(), "a rollback is refused before anything is downloaded"
+    assert installed(tmp_path) == set(), "a rollback is refused before anything is downloaded"
 
 
 def test_same_version_is_not_reinstalled_unless_asked(
@@ -134,11 +104,11 @@ def test_same_version_is_not_reinstalled_unless_asked(
         client.fetch_module(published.target, installed_version="1.0.0")  # PEP 440: 1.0.0 == 1.0
     assert caught.value.offered_version == "1.0"
     assert caught.value.role == "acme"
-    assert _installed(tmp_path) == set()
+    assert installed(tmp_path) == set()
 
     result = client.fetch_module(published.target, installed_version="1.0", allow_reinstall=True)
     assert result.version == "1.0"
-    assert _installed(tmp_path) == {result.path.name}
+    assert installed(tmp_path) == {result.path.name}
 
 
 def test_installed_version_must_be_pep_440(published: Published, client_for: Callable[..., UpdateClient]) -> None:

@@ -154,3 +154,9 @@ def republish_snapshot(repo_dir: Path, online_keys: Path, roles: list[str]) -> N
     timestamp.signed.snapshot_meta = MetaFile.from_data(snapshot.signed.version, data, ["sha256"])
     timestamp.signed.version += 1
     write_signed(repo_dir, "timestamp", timestamp, [signer_for(ours[k]) for k in root.roles["timestamp"].keyids])
+
+
+def installed(tmp_path: Path) -> set[str]:
+    """Files in the client download directory (``installs``) of a test."""
+    downloads = tmp_path / "installs"
+    return {p.name for p in downloads.iterdir()} if downloads.exists() else set()
