@@ -1,7 +1,8 @@
 """``hardpoint conformance``: run the conformance checks on a module and write the evidence.
 
 ``hardpoint conformance check NAME_OR_WHEEL`` runs the check modules of the
-hardpoint pytest plugin (today: ``hardpoint.conformance.checks_manifest``) in a
+hardpoint pytest plugin (every ``checks_*`` module of ``hardpoint.conformance`` and
+``hardpoint_runtime.conformance``) in a
 pytest subprocess against an installed module (its name in the entry-point
 group ``hardpoint.modules``) or a pure-Python wheel, and writes into ``--report
 DIR`` (default ``./conformance-report``):
@@ -40,8 +41,25 @@ conformance_app = typer.Typer(
     no_args_is_help=True,
 )
 
-#: Check modules run by ``check``, in order.
-CHECK_MODULES: Final = ("hardpoint.conformance.checks_manifest",)
+#: Packages whose ``checks_*`` modules ``check`` runs: the SDK's static checks, the runtime's bus checks.
+CHECK_PACKAGES: Final = ("hardpoint.conformance", "hardpoint_runtime.conformance")
+
+
+def check_modules() -> tuple[str, ...]:
+    """Every ``checks_*`` module of :data:`CHECK_PACKAGES`, found without importing it, in name order."""
+    import importlib.util
+    import pkgutil
+
+    found: list[str] = []
+    for package in CHECK_PACKAGES:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        names = [m.name for m in pkgutil.iter_modules(spec.submodule_search_locations) if m.name.startswith("checks_")]
+        found += [f"{package}.{name}" for name in sorted(names)]
+    return tuple(found)
+
+
 #: Entry-point group of capability modules (as in :mod:`hardpoint.conformance.plugin`).
 MODULE_GROUP: Final = "hardpoint.modules"
 RESULT_FILE: Final = "hardpoint-result.json"
@@ -140,7 +158,7 @@ def _markdown(summary: dict[str, Any]) -> str:
         f"- Module: `{summary['module']}`",
         f"- Mode: {'certified (skips fail)' if summary['certified'] else 'relaxed (skips allowed)'}",
         f"- Verdict: **{summary['verdict'].upper()}**",
-        f"- Check modules: {', '.join(f'`{m}`' for m in CHECK_MODULES)}",
+        f"- Check modules: {', '.join(f'`{m}`' for m in check_modules())}",
         "",
         "| Check | Requirements | Outcome |",
         "|---|---|---|",
@@ -193,7 +211,7 @@ def check(
         "--junitxml", str(junit_file),
         "--hardpoint-report", str(report_dir),
         *(["--hardpoint-certified"] if certified else []),
-        "--pyargs", *CHECK_MODULES,
+        "--pyargs", *check_modules(),
     ]  # fmt: skip
     proc = subprocess.run(command, cwd=report_dir, capture_output=True, text=True, check=False)
     (report_dir / LOG_FILE).write_text(proc.stdout + proc.stderr, encoding="utf-8")
