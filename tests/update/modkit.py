@@ -1,0 +1,272 @@
+"""Real module wheels for the update tests: a tiny module ``beacon`` whose behaviour is chosen at build time.
+
+``build_module_wheel(tmp_dir, name="beacon", version="1.0", behaviour="ok")`` builds a real pure-Python
+wheel with ``python -m build --wheel --no-isolation``. The module publishes
+``hardpoint.nav.v1.NavState`` (keyed by its own name) at the contract rate, 10 Hz, and reports
+its health in the SDK heartbeat. The manifest travels in the wheel as
+``<package>/hardpoint-manifest.json`` (the rule of ``hardpoint_runtime.update._wheel``) and the module
+object builds its :class:`hardpoint.Manifest` from that same file.
+
+Behaviours (what a bad release does, for the rollback tests):
+
+- ``ok``: healthy and publishing from activation on;
+- ``crash_at_start``: the worker process dies (``os._exit``) when activated;
+- ``never_healthy``: publishes, but its health stays ``degraded``;
+- ``stop_publishing_after_s:<n>``: healthy, but stops publishing NavState ``n`` seconds after activation
+  (the heartbeat keeps going, so only the interface falls silent).
+
+``extra_provides`` adds interfaces the version also provides (a "new capability");
+supported: ``hardpoint.track.v1.FusedTrack`` and ``hardpoint.track.v1.SensorTrack``, published at their
+nominal rates.
+
+Builds are slow (~1-2 s each), so results are cached per (name, version, behaviour, extras, supplier,
+requires) for the whole test session, in memory and on disk under ``tmp_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+__all__ = [
+    "BEHAVIOURS",
+    "EXTRA_INTERFACES",
+    "MODULE",
+    "PRIMARY_INTERFACE",
+    "SUPPLIER",
+    "build_module_wheel",
+    "module_manifest",
+]
+
+MODULE: Final = "beacon"
+SUPPLIER: Final = "acme"
+PRIMARY_INTERFACE: Final = "hardpoint.nav.v1.NavState"
+EXTRA_INTERFACES: Final = ("hardpoint.track.v1.FusedTrack", "hardpoint.track.v1.SensorTrack")
+BEHAVIOURS: Final = ("ok", "crash_at_start", "never_healthy", "stop_publishing_after_s:<n>")
+
+_STOP_RE: Final = re.compile(r"^stop_publishing_after_s:(\d+(?:\.\d+)?)$")
+_cache: dict[tuple[Any, ...], Path] = {}
+_lock = threading.Lock()
+
+
+def _check_behaviour(behaviour: str) -> None:
+    if behaviour in ("ok", "crash_at_start", "never_healthy") or _STOP_RE.match(behaviour):
+        return
+    raise ValueError(f"unknown module behaviour {behaviour!r}; expected one of {BEHAVIOURS}")
+
+
+def module_manifest(
+    version: str,
+    *,
+    name: str = MODULE,
+    supplier: str = SUPPLIER,
+    extra_provides: Sequence[str] = (),
+    requires: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The manifest the built wheel embeds (and the module loads)."""
+    unknown = [i for i in extra_provides if i not in EXTRA_INTERFACES]
+    if unknown:
+        raise ValueError(f"extra_provides {unknown} not supported; choose from {EXTRA_INTERFACES}")
+    return {
+        "name": name,
+        "version": version,
+        "supplier": supplier,
+        "provides": [PRIMARY_INTERFACE, *extra_provides],
+        "requires": list(requires),
+        "description": "update test module: NavState beacon",
+    }
+
+
+_TEMPLATE: Final = '''\
+"""Update test module {name} {version} (behaviour {behaviour!r})."""
+
+import json
+import os
+import time
+from importlib.resources import files
+
+from hardpoint import Manifest, hookimpl
+from hardpoint.core.v1 import geo_pb2
+from hardpoint.nav.v1 import nav_pb2
+from hardpoint.track.v1 import track_pb2
+
+_DATA = json.loads(files(__package__).joinpath("hardpoint-manifest.json").read_text())
+BEHAVIOUR = {behaviour!r}
+STOP_AFTER_S = {stop_after!r}
+
+
+class Beacon:
+    manifest = Manifest.load(_DATA, origin=__package__)
+
+    def __init__(self):
+        self._timers = []
+        self._started = 0.0
+        self._seq = 0
+
+    @hookimpl
+    def on_configure(self, ctx):
+        self.ctx = ctx
+        self.nav = ctx.bus.publisher(nav_pb2.NavState)
+        provides = set(self.manifest.provides)
+        self.fused = ctx.bus.publisher(track_pb2.FusedTrack) if "hardpoint.track.v1.FusedTrack" in provides else None
+        self.sensor = ctx.bus.publisher(track_pb2.SensorTrack) if "hardpoint.track.v1.SensorTrack" in provides else None
+
+    @hookimpl
+    def on_activate(self, ctx):
+        if BEHAVIOUR == "crash_at_start":
+            os._exit(70)  # a real crash: the worker process is gone
+        self._started = time.monotonic()
+        self._timers.append(ctx.every(0.1, self.tick_nav))
+        if self.fused is not None:
+            self._timers.append(ctx.every(0.5, self.tick_fused))
+        if self.sensor is not None:
+            self._timers.append(ctx.every(0.1, self.tick_sensor))
+        self._health()
+
+    @hookimpl
+    def on_deactivate(self, ctx):
+        for timer in self._timers:
+            timer.cancel()
+        self._timers = []
+
+    def _health(self):
+        if BEHAVIOUR == "never_healthy":
+            self.ctx.set_health("degraded", "{name} {version} never becomes healthy (test behaviour)")
+        else:
+            self.ctx.set_health("ok")
+
+    def tick_nav(self):
+        self._health()
+        if STOP_AFTER_S is not None and time.monotonic() - self._started > STOP_AFTER_S:
+            return
+        self._seq += 1
+        msg = nav_pb2.NavState(
+            platform_id=self.ctx.name,
+            position=geo_pb2.GeoPosition(latitude_deg=52.0, longitude_deg=4.0, height_hae_m=float(self._seq)),
+            fix_quality=nav_pb2.FIX_QUALITY_3D,
+            satellites_used=9,
+        )
+        self.nav.publish(msg)
+
+    def tick_fused(self):
+        now = self.ctx.now_ns()
+        msg = track_pb2.FusedTrack(
+            track_id=self.ctx.name + "-1",
+            lifecycle=track_pb2.TRACK_LIFECYCLE_UPDATED,
+            position=geo_pb2.GeoPosition(latitude_deg=52.0, longitude_deg=4.0),
+            last_update_time_ns=now,
+        )
+        self.fused.publish(msg)
+
+    def tick_sensor(self):
+        now = self.ctx.now_ns()
+        msg = track_pb2.SensorTrack(
+            sensor_id=self.ctx.name,
+            track_id="1",
+            measurement_time_ns=now,
+            lifecycle=track_pb2.TRACK_LIFECYCLE_UPDATED,
+        )
+        self.sensor.publish(msg)
+'''
+
+
+def _cache_key(
+    name: str, version: str, behaviour: str, *, extras: tuple[str, ...], supplier: str, requires: tuple[str, ...]
+) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{name}-{version}-{behaviour}-{'+'.join(extras)}-{supplier}")
+    return safe + ("-req-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", "+".join(requires)) if requires else "")
+
+
+def build_module_wheel(
+    tmp_dir: Path,
+    *,
+    name: str = MODULE,
+    version: str = "1.0",
+    behaviour: str = "ok",
+    extra_provides: Sequence[str] = (),
+    supplier: str = SUPPLIER,
+    requires: Sequence[str] = (),
+) -> Path:
+    """Build (or reuse) the wheel of module ``name`` at ``version`` that behaves as ``behaviour``.
+
+    Pass a session-scoped directory as ``tmp_dir`` so the cache lasts the whole session.
+    """
+    _check_behaviour(behaviour)
+    extras, reqs = tuple(extra_provides), tuple(requires)
+    key = (str(tmp_dir), name, version, behaviour, extras, supplier, reqs)
+    with _lock:
+        cached = _cache.get(key)
+        if cached is not None and cached.exists():
+            return cached
+        wheel = _build(tmp_dir, name, version, behaviour, extras=extras, supplier=supplier, requires=reqs)
+        _cache[key] = wheel
+        return wheel
+
+
+def _build(
+    tmp_dir: Path,
+    name: str,
+    version: str,
+    behaviour: str,
+    *,
+    extras: tuple[str, ...],
+    supplier: str,
+    requires: tuple[str, ...],
+) -> Path:
+    work = tmp_dir / _cache_key(name, version, behaviour, extras=extras, supplier=supplier, requires=requires)
+    out = work / "dist"
+    package = "hp_mk_" + name.replace("-", "_")
+    dist = package.replace("_", "-")
+    existing = sorted(out.glob(f"{package}-{version}-*.whl")) if out.exists() else []
+    if existing:
+        return existing[0]
+    project = work / "src"
+    (project / package).mkdir(parents=True, exist_ok=True)
+    (project / "pyproject.toml").write_text(
+        textwrap.dedent(
+            f"""\
+            [build-system]
+            requires = ["setuptools>=68"]
+            build-backend = "setuptools.build_meta"
+
+            [project]
+            name = "{dist}"
+            version = "{version}"
+            dependencies = ["hardpoint"]
+
+            [project.entry-points."hardpoint.modules"]
+            {name} = "{package}:Beacon"
+
+            [tool.setuptools]
+            packages = ["{package}"]
+
+            [tool.setuptools.package-data]
+            {package} = ["hardpoint-manifest.json"]
+            """
+        )
+    )
+    stop = _STOP_RE.match(behaviour)
+    source = _TEMPLATE.format(
+        name=name, version=version, behaviour=behaviour, stop_after=float(stop.group(1)) if stop else None
+    )
+    (project / package / "__init__.py").write_text(source)
+    manifest = module_manifest(version, name=name, supplier=supplier, extra_provides=extras, requires=requires)
+    (project / package / "hardpoint-manifest.json").write_text(json.dumps(manifest, indent=2))
+    done = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(project)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"building {name} {version} ({behaviour}) failed:\n{done.stdout}\n{done.stderr}")
+    (wheel,) = out.glob(f"{package}-{version}-*.whl")
+    return wheel
