@@ -14,7 +14,16 @@
         ├── FetchError                 the mirror or the directory cannot be read
         ├── ManifestMismatchError      the wheel's embedded manifest differs from the signed one
         ├── ModuleRollbackError        the offered module version is not newer than the installed one
-        └── ReleaseError               the release tooling refuses an operation (bad wheel, unknown supplier, ...)
+        ├── ReleaseError               the release tooling refuses an operation (bad wheel, unknown supplier, ...)
+        └── EvidenceError              the release's conformance evidence is missing or not acceptable (gate)
+            ├── EvidenceMissingError       no evidence travels with the target
+            ├── EvidenceMalformedError     not a DSSE envelope of an in-toto statement, or a wrong predicate type
+            ├── EvidenceUntrustedError     no signature of a trusted conformance key
+            │   └── EvidenceUnsignedError  no signature at all
+            ├── EvidenceSignatureError     a trusted key's signature does not verify (tampered payload)
+            ├── EvidenceDigestError        the evidence is for another wheel digest
+            ├── EvidenceFailingError       a verdict is not a pass
+            └── EvidenceNotCertifiedError  the run was not certified (skips allowed)
 
 Each names the cause, the target (when there is one) and the TUF role, and
 keeps them as attributes; the python-tuf exception is chained as ``__cause__``.
@@ -25,6 +34,15 @@ from __future__ import annotations
 from hardpoint_runtime._errors import HardpointRuntimeError
 
 __all__ = [
+    "EvidenceDigestError",
+    "EvidenceError",
+    "EvidenceFailingError",
+    "EvidenceMalformedError",
+    "EvidenceMissingError",
+    "EvidenceNotCertifiedError",
+    "EvidenceSignatureError",
+    "EvidenceUnsignedError",
+    "EvidenceUntrustedError",
     "FetchError",
     "IntegrityError",
     "ManifestMismatchError",
@@ -141,3 +159,91 @@ class ReleaseError(UpdateError):
     """The release tooling refuses an operation: a bad wheel, an unknown role, a missing key."""
 
     cause = "release refused"
+
+
+class EvidenceError(UpdateError):
+    """The conformance evidence of a module release is missing or not acceptable (the evidence gate).
+
+    The message reads ``<cause>: target '<t>', role '<r>': module '<m>': <detail>``;
+    ``detail`` names what is missing (a trusted signature, a passing verdict, ...).
+    """
+
+    cause = "conformance evidence refused"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        module: str | None = None,
+        wheel_sha256: str | None = None,
+        target: str | None = None,
+        role: str | None = None,
+    ) -> None:
+        super().__init__(f"module {module!r}: {detail}" if module else detail, target=target, role=role)
+        self.detail = detail
+        #: The module the evidence is (or should be) about, when known.
+        self.module = module
+        #: The digest of the wheel the gate was asked about.
+        self.wheel_sha256 = wheel_sha256
+
+
+class EvidenceMissingError(EvidenceError):
+    """No conformance evidence travels with the release (``custom["hardpoint"]["evidence"]`` absent)."""
+
+    cause = "conformance evidence missing"
+
+
+class EvidenceMalformedError(EvidenceError):
+    """The evidence is not a DSSE envelope holding an in-toto Statement v1 with the hardpoint conformance predicate."""
+
+    cause = "conformance evidence malformed"
+
+
+class EvidenceUntrustedError(EvidenceError):
+    """The evidence carries no valid signature of a trusted conformance key (threshold not met)."""
+
+    cause = "conformance evidence not signed by a trusted key"
+
+
+class EvidenceUnsignedError(EvidenceUntrustedError):
+    """The evidence envelope carries no signature at all."""
+
+    cause = "conformance evidence unsigned"
+
+
+class EvidenceSignatureError(EvidenceError):
+    """A trusted key's signature on the evidence does not verify: the payload or signature was altered."""
+
+    cause = "conformance evidence signature invalid"
+
+
+class EvidenceDigestError(EvidenceError):
+    """The evidence is about another wheel (its subject digest differs from the wheel's sha256)."""
+
+    cause = "conformance evidence for another wheel"
+
+
+class EvidenceFailingError(EvidenceError):
+    """The evidence records a failing run: its verdict, or a check's outcome, is not a pass."""
+
+    cause = "conformance evidence not passing"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        failing: tuple[str, ...] = (),
+        module: str | None = None,
+        wheel_sha256: str | None = None,
+        target: str | None = None,
+        role: str | None = None,
+    ) -> None:
+        super().__init__(detail, module=module, wheel_sha256=wheel_sha256, target=target, role=role)
+        #: The checks that did not pass, with their requirement IDs (``check [REQ-1, REQ-2]``).
+        self.failing = failing
+
+
+class EvidenceNotCertifiedError(EvidenceError):
+    """The evidence records a relaxed run (skips allowed); the gate needs a certified one."""
+
+    cause = "conformance evidence not certified"
