@@ -21,6 +21,10 @@ Options (group ``hardpoint``):
     verdict with its requirement IDs.
 ``--hardpoint-certified``
     Forbid skips: a skipped test marked ``hardpoint`` fails.
+``--hardpoint-config FILE``
+    TOML with the module's own ``[config]`` table and ``[adapters.<binding>]`` tables
+    (``driver``, ``config``) used when the bus checks host the module; default: no
+    configuration and the simulated bindings of the patrol platform.
 
 Fixtures (hardpoint is imported inside them, never at plugin load):
 ``hardpoint_module`` (the loaded entry-point object), ``hardpoint_manifest``
@@ -93,6 +97,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         default=False,
         help="certified run: a skipped hardpoint test fails",
+    )
+    group.addoption(
+        "--hardpoint-config",
+        metavar="FILE",
+        default=None,
+        help="TOML file with the module's [config] table and its [adapters] bindings for the bus checks",
     )
 
 

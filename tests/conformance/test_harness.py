@@ -1,0 +1,129 @@
+"""The conformance harness: a module hosted by the real runtime worker on a private Cyclone DDS domain.
+
+Real worker processes, real DDS on loopback, each test on its own domain id and discovery tag.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from hardpoint_runtime.conformance._fixtures import load_options
+from hardpoint_runtime.conformance._harness import (
+    HarnessError,
+    HostedModule,
+    default_adapters,
+    feeders_for,
+    free_domain_id,
+    release_domain_id,
+    wait_until,
+)
+
+
+def test_domain_ids_are_unique_while_held_and_reusable_after_release() -> None:
+    ids = [free_domain_id() for _ in range(5)]
+    try:
+        assert len(set(ids)) == 5
+        assert all(1 <= i <= 230 for i in ids)
+    finally:
+        for i in ids:
+            release_domain_id(i)
+
+
+def test_radar_is_hosted_fed_by_the_reference_nav_and_seen_by_the_probe() -> None:
+    from hardpoint.track.v1 import track_pb2
+
+    with HostedModule("radar") as host:
+        assert host.feeders == ["nav"]
+        sub = host.probe.subscribe(track_pb2.SensorTrack, with_info=True)
+        host.start()
+        assert host.alive()
+        assert host.status()["state"] == "unconfigured"
+        host.activate()
+        got = wait_until(lambda: [i for _, i in sub.take() if i.source == "radar"], timeout_s=20.0)
+        assert got, f"no SensorTrack from radar within 20 s\n{host.log_tail()}"
+        assert got[0].interface == "hardpoint.track.v1.SensorTrack"
+        assert host.transition("shutdown")["state"] == "finalized"
+    assert not host.alive()
+
+
+def test_an_invalid_transition_is_refused_with_the_state_unchanged() -> None:
+    with HostedModule("nav") as host:
+        host.start()
+        reply = host.transition("activate")
+        assert reply["ok"] is False
+        assert reply["state"] == "unconfigured"
+        assert "cannot activate in state unconfigured" in reply["error"]
+
+
+def test_restart_gives_a_fresh_worker_that_reaches_active() -> None:
+    with HostedModule("nav") as host:
+        host.activate()
+        first = host.pid
+        host.restart()
+        assert host.pid != first
+        assert host.status()["state"] == "unconfigured"
+        host.activate()
+        assert host.status()["state"] == "active"
+
+
+def test_an_unknown_module_is_refused_naming_it() -> None:
+    with pytest.raises(HarnessError, match=r"no module named 'no-such-module' in entry-point group hardpoint.modules"):
+        HostedModule("no-such-module")
+
+
+def test_a_missing_wheel_is_refused_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(HarnessError, match=r"no wheel file .*missing-1.0-py3-none-any.whl"):
+        HostedModule(str(tmp_path / "missing-1.0-py3-none-any.whl"))
+
+
+def test_an_adapter_without_simulated_default_names_it_and_the_option() -> None:
+    with pytest.raises(HarnessError, match=r"adapter 'sonar' has no simulated default .*--hardpoint-config"):
+        default_adapters(["gnss", "sonar"], start_ns=0)
+
+
+def test_a_bad_configuration_is_refused_with_the_worker_error() -> None:
+    with HostedModule("nav", config={"rate_hz": -1}) as host, pytest.raises(HarnessError) as e:
+        host.activate()
+    assert "configure ended in state" in str(e.value)
+    assert "nav" in str(e.value)
+
+
+def test_feeders_are_the_reference_providers_providers_first() -> None:
+    import hardpoint
+
+    geofence = HostedModule("geofence", feeders=[])
+    try:
+        assert feeders_for(geofence.manifest) == ["nav", "radar", "fusion"]
+    finally:
+        geofence.close()
+    assert feeders_for(hardpoint.Manifest(name="x", version="1", supplier="s")) == []
+
+
+def test_options_file_is_read_and_bad_files_are_named(tmp_path: Path) -> None:
+    good = tmp_path / "ok.toml"
+    good.write_text('[config]\nrate_hz = 5.0\n[adapters.gnss]\ndriver = "sim-gnss"\nconfig = { seed = 4 }\n')
+    assert load_options(good) == {
+        "config": {"rate_hz": 5.0},
+        "adapters": {"gnss": {"driver": "sim-gnss", "config": {"seed": 4}}},
+    }
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[adapters.gnss]\nconfig = {}\n")
+    with pytest.raises(HarnessError, match=r"bad.toml: adapters.gnss: needs driver"):
+        load_options(bad)
+    bad.write_text("[modules]\n")
+    with pytest.raises(HarnessError, match=r"unknown table\(s\) modules"):
+        load_options(bad)
+
+
+def test_close_stops_every_process_it_started() -> None:
+    host = HostedModule("radar")
+    host.activate()
+    procs = [host.process, *host._feeder_procs]
+    host.close()
+    deadline = time.monotonic() + 15
+    while any(p is not None and p.exit_code() is None for p in procs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(p is not None and p.exit_code() is not None for p in procs)
