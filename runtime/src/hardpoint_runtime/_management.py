@@ -15,9 +15,17 @@ Endpoints:
   required client certificates (:class:`TlsFiles`).
 
 Error mapping (servicer): ``KeyError`` from the control -> ``NOT_FOUND``,
-``ValueError`` -> ``FAILED_PRECONDITION`` with the message as details. The
-client turns every :class:`grpc.RpcError` into a :class:`ManagementError`
+``ValueError`` -> ``FAILED_PRECONDITION`` with the message as details,
+:class:`~hardpoint_runtime.update.UpdateError` (an untrusted repository) ->
+``FAILED_PRECONDITION`` with the error's message (cause, target, TUF role) as
+details and, for machines, the trailing metadata ``hardpoint-update-cause``
+(the error class), ``hardpoint-update-role`` and ``hardpoint-update-target``.
+The client turns every :class:`grpc.RpcError` into a :class:`ManagementError`
 carrying the status code and details.
+
+``ApplyUpdate`` runs :meth:`PlatformControl.update_apply` on a thread of its
+own and streams its progress reports, then the finished record; a client that
+goes away stops the stream, not the update.
 
 String values of ``_control.py`` that the API types as enums (module state,
 health, QoS class, severity) are mapped by the tables below; a value not in a
@@ -28,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import socket
 import stat
 import threading
@@ -35,11 +44,12 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NoReturn, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
+from packaging.version import InvalidVersion, Version
 
 from hardpoint.core.v1 import contract_pb2
 from hardpoint.core.v1 import health_pb2 as core_health_pb2
@@ -52,10 +62,15 @@ from hardpoint_runtime._control import (
     PlatformHealth,
     TopicInfo,
     UnmetRequirement,
+    UpdateOffer,
+    UpdateProgress,
+    UpdateRecord,
 )
 from hardpoint_runtime._errors import ManagementError
+from hardpoint_runtime.update._errors import UpdateError
 
 __all__ = [
+    "DEFAULT_HISTORY_LIMIT",
     "DEFAULT_MAX_WORKERS",
     "SERVICE_NAME",
     "TRANSITIONS",
@@ -155,6 +170,37 @@ _TRANSITIONS: Final[dict[str, pb.Transition.ValueType]] = {
     "shutdown": pb.TRANSITION_SHUTDOWN,
     "restart": pb.TRANSITION_RESTART,
 }
+_OFFER_STATUS: Final[dict[str, pb.UpdateOfferStatus.ValueType]] = {
+    "available": pb.UPDATE_OFFER_STATUS_AVAILABLE,
+    "current": pb.UPDATE_OFFER_STATUS_CURRENT,
+    "refused": pb.UPDATE_OFFER_STATUS_REFUSED,
+}
+_STEPS: Final[dict[str, pb.UpdateStep.ValueType]] = {
+    "requested": pb.UPDATE_STEP_REQUESTED,
+    "downloaded": pb.UPDATE_STEP_DOWNLOADED,
+    "installed": pb.UPDATE_STEP_INSTALLED,
+    "staged": pb.UPDATE_STEP_STAGED,
+    "gate_passed": pb.UPDATE_STEP_GATE_PASSED,
+    "switched": pb.UPDATE_STEP_SWITCHED,
+    "probation_passed": pb.UPDATE_STEP_PROBATION_PASSED,
+    "committed": pb.UPDATE_STEP_COMMITTED,
+    "rolled_back": pb.UPDATE_STEP_ROLLED_BACK,
+    "refused": pb.UPDATE_STEP_REFUSED,
+}
+_OUTCOMES: Final[dict[str, pb.UpdateOutcome.ValueType]] = {
+    "in_progress": pb.UPDATE_OUTCOME_IN_PROGRESS,
+    "committed": pb.UPDATE_OUTCOME_COMMITTED,
+    "rolled_back": pb.UPDATE_OUTCOME_ROLLED_BACK,
+    "refused": pb.UPDATE_OUTCOME_REFUSED,
+    "interrupted": pb.UPDATE_OUTCOME_INTERRUPTED,
+}
+#: Records a ``ListUpdateHistory`` without a limit returns, and the most any call returns.
+DEFAULT_HISTORY_LIMIT: Final = 100
+MAX_HISTORY_LIMIT: Final = 10_000
+#: Trailing metadata keys of an ``UpdateError`` status.
+UPDATE_CAUSE_KEY: Final = "hardpoint-update-cause"
+UPDATE_ROLE_KEY: Final = "hardpoint-update-role"
+UPDATE_TARGET_KEY: Final = "hardpoint-update-target"
 #: The transitions :meth:`ManagementClient.change_state` accepts, in lifecycle order.
 TRANSITIONS: Final = tuple(_TRANSITIONS)
 UNKNOWN: Final = "unknown"
@@ -297,6 +343,88 @@ def topic_from_pb(t: pb.TopicInfo) -> TopicInfo:
     )
 
 
+def offer_to_pb(o: UpdateOffer) -> pb.UpdateOffer:
+    """The protobuf form of an :class:`UpdateOffer`."""
+    return pb.UpdateOffer(
+        module=o.module,
+        installed_version=o.installed_version,
+        available_version=o.available_version,
+        supplier=o.supplier,
+        target=o.target,
+        length=max(o.length, 0),
+        status=_to_enum(_OFFER_STATUS, "update offer status", o.status, pb.UPDATE_OFFER_STATUS_UNSPECIFIED),
+        reason=o.reason,
+    )
+
+
+def offer_from_pb(o: pb.UpdateOffer) -> UpdateOffer:
+    """The :class:`UpdateOffer` of a protobuf ``UpdateOffer``."""
+    return UpdateOffer(
+        module=o.module,
+        installed_version=o.installed_version,
+        available_version=o.available_version,
+        supplier=o.supplier,
+        target=o.target,
+        length=o.length,
+        status=_from_enum(_OFFER_STATUS, o.status),
+        reason=o.reason,
+    )
+
+
+def progress_to_pb(p: UpdateProgress) -> pb.UpdateProgress:
+    """The protobuf form of an :class:`UpdateProgress`."""
+    return pb.UpdateProgress(
+        module=p.module,
+        step=_to_enum(_STEPS, "update step", p.step, pb.UPDATE_STEP_UNSPECIFIED),
+        done=max(p.done, 0),
+        total=max(p.total, 0),
+        message=p.message,
+    )
+
+
+def progress_from_pb(p: pb.UpdateProgress) -> UpdateProgress:
+    """The :class:`UpdateProgress` of a protobuf ``UpdateProgress``."""
+    return UpdateProgress(
+        module=p.module, step=_from_enum(_STEPS, p.step), done=p.done, total=p.total, message=p.message
+    )
+
+
+def record_to_pb(r: UpdateRecord) -> pb.UpdateRecord:
+    """The protobuf form of an :class:`UpdateRecord`."""
+    return pb.UpdateRecord(
+        id=r.id,
+        module=r.module,
+        from_version=r.from_version,
+        to_version=r.to_version,
+        step=_to_enum(_STEPS, "update step", r.step, pb.UPDATE_STEP_UNSPECIFIED),
+        outcome=_to_enum(_OUTCOMES, "update outcome", r.outcome, pb.UPDATE_OUTCOME_UNSPECIFIED),
+        cause=r.cause,
+        role=r.role,
+        reason=r.reason,
+        started_ns=r.started_ns,
+        finished_ns=r.finished_ns,
+        switch_gap_ms=r.switch_gap_ms,
+    )
+
+
+def record_from_pb(r: pb.UpdateRecord) -> UpdateRecord:
+    """The :class:`UpdateRecord` of a protobuf ``UpdateRecord``."""
+    return UpdateRecord(
+        id=r.id,
+        module=r.module,
+        from_version=r.from_version,
+        to_version=r.to_version,
+        step=_from_enum(_STEPS, r.step),
+        outcome=_from_enum(_OUTCOMES, r.outcome),
+        cause=r.cause,
+        role=r.role,
+        reason=r.reason,
+        started_ns=r.started_ns,
+        finished_ns=r.finished_ns,
+        switch_gap_ms=r.switch_gap_ms,
+    )
+
+
 # --------------------------------------------------------------------------- servicer
 
 
@@ -305,6 +433,26 @@ def _key_message(e: KeyError, name: str) -> str:
     if isinstance(arg, str) and arg and arg != name:
         return arg
     return f"no module named {name!r} on this platform"
+
+
+def _metadata_value(value: str) -> str:
+    """``value`` as a gRPC metadata value: printable ASCII only (others become ``?``)."""
+    return "".join(c if " " <= c <= "~" else "?" for c in value)
+
+
+def _abort_for(context: grpc.ServicerContext, e: BaseException, name: str) -> NoReturn:
+    """End the call with the status code of a control error (see the module docstring)."""
+    if isinstance(e, KeyError):
+        context.abort(grpc.StatusCode.NOT_FOUND, _key_message(e, name))
+    if isinstance(e, UpdateError):
+        context.set_trailing_metadata(
+            (
+                (UPDATE_CAUSE_KEY, type(e).__name__),
+                (UPDATE_ROLE_KEY, _metadata_value(e.role or "")),
+                (UPDATE_TARGET_KEY, _metadata_value(e.target or "")),
+            )
+        )
+    context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e) or type(e).__name__)
 
 
 class ManagementServicer(pb_grpc.ManagementServiceServicer):
@@ -331,10 +479,83 @@ class ManagementServicer(pb_grpc.ManagementServiceServicer):
         """``fn()`` with the control's errors mapped onto gRPC status codes."""
         try:
             return fn()
-        except KeyError as e:
-            context.abort(grpc.StatusCode.NOT_FOUND, _key_message(e, name))
-        except ValueError as e:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e) or type(e).__name__)
+        except (KeyError, ValueError, UpdateError) as e:
+            _abort_for(context, e, name)
+
+    def CheckUpdates(self, request: pb.CheckUpdatesRequest, context: grpc.ServicerContext) -> pb.CheckUpdatesResponse:
+        offers = self._call(context, self._control.update_check)
+        return pb.CheckUpdatesResponse(offers=[offer_to_pb(o) for o in sorted(offers, key=lambda o: o.module)])
+
+    def ApplyUpdate(
+        self, request: pb.ApplyUpdateRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.ApplyUpdateResponse]:
+        if not request.module:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a module name is required")
+        if request.version:
+            try:
+                Version(request.version)
+            except InvalidVersion:
+                context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"{request.version!r} is not a PEP 440 version (module {request.module!r})",
+                )
+        outbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        module, version = request.module, request.version or None
+
+        def apply() -> None:
+            # Its own thread: the update must finish even when the client goes away mid-stream.
+            try:
+                record = self._control.update_apply(module, version, progress=lambda p: outbox.put(("progress", p)))
+            except BaseException as e:  # any failure is handed to the stream, which maps it to a status
+                outbox.put(("error", e))
+            else:
+                outbox.put(("record", record))
+
+        threading.Thread(target=apply, name=f"hardpoint-update-{module}", daemon=True).start()
+        yield from self._apply_stream(context, outbox, module)
+
+    def _apply_stream(
+        self, context: grpc.ServicerContext, outbox: queue.SimpleQueue[tuple[str, Any]], module: str
+    ) -> Iterator[pb.ApplyUpdateResponse]:
+        while True:
+            try:
+                kind, value = outbox.get(timeout=FOLLOW_POLL_S)
+            except queue.Empty:
+                if not context.is_active():
+                    return  # the client left; the update goes on in the daemon
+                continue
+            if kind == "progress":
+                yield pb.ApplyUpdateResponse(progress=progress_to_pb(value))
+            elif kind == "record":
+                yield pb.ApplyUpdateResponse(record=record_to_pb(value))
+                return
+            elif isinstance(value, (KeyError, ValueError, UpdateError)):
+                _abort_for(context, value, module)
+            else:
+                _log.error("update of %s failed unexpectedly", module, exc_info=value)
+                context.abort(grpc.StatusCode.INTERNAL, f"update of {module!r} failed unexpectedly: {value!r}")
+
+    def GetUpdateStatus(
+        self, request: pb.GetUpdateStatusRequest, context: grpc.ServicerContext
+    ) -> pb.GetUpdateStatusResponse:
+        records = self._call(context, self._control.update_status)
+        return pb.GetUpdateStatusResponse(updates=[record_to_pb(r) for r in records])
+
+    def ListUpdateHistory(
+        self, request: pb.ListUpdateHistoryRequest, context: grpc.ServicerContext
+    ) -> pb.ListUpdateHistoryResponse:
+        limit = min(request.limit or DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT)
+        module = request.module or None
+        records = self._call(context, lambda: self._control.update_history(module, limit), name=request.module)
+        return pb.ListUpdateHistoryResponse(records=[record_to_pb(r) for r in records[:limit]])
+
+    def RollbackUpdate(
+        self, request: pb.RollbackUpdateRequest, context: grpc.ServicerContext
+    ) -> pb.RollbackUpdateResponse:
+        if not request.module:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a module name is required")
+        record = self._call(context, lambda: self._control.update_rollback(request.module), name=request.module)
+        return pb.RollbackUpdateResponse(record=record_to_pb(record))
 
     def ListModules(self, request: pb.ListModulesRequest, context: grpc.ServicerContext) -> pb.ListModulesResponse:
         modules = self._call(context, self._control.list_modules)
@@ -601,6 +822,8 @@ def serve(
 
 #: Deadline of a Reload call, in seconds (manifest inspection plus module start-up).
 RELOAD_TIMEOUT_S = 120.0
+#: Deadline of CheckUpdates (a metadata refresh from a mirror) and RollbackUpdate (modules restart), in seconds.
+UPDATE_CALL_TIMEOUT_S = 120.0
 
 
 class ManagementClient:
@@ -740,6 +963,91 @@ class ManagementClient:
             raise self._error(e, "cannot watch events") from e
         finally:
             call.cancel()
+
+    # -- signed updates -------------------------------------------------------------------
+
+    def check_updates(self) -> list[UpdateOffer]:
+        """What the update repository offers each configured module, sorted by module.
+
+        :raises ManagementError: code ``FAILED_PRECONDITION`` when no repository is configured or it
+            cannot be trusted (the message names the cause and the TUF role).
+        """
+        response = self._unary(
+            "cannot check for updates",
+            lambda: self._stub.CheckUpdates(
+                pb.CheckUpdatesRequest(), timeout=max(self.timeout_s, UPDATE_CALL_TIMEOUT_S)
+            ),
+        )
+        return [offer_from_pb(o) for o in response.offers]
+
+    def apply_update(
+        self,
+        module: str,
+        version: str | None = None,
+        *,
+        progress: Callable[[UpdateProgress], None] | None = None,
+        timeout_s: float | None = None,
+    ) -> UpdateRecord:
+        """Update ``module`` (to ``version``, or the newest) and return the finished record.
+
+        ``progress`` is called with each progress report as it arrives. A refusal or a rollback is
+        a record (see its ``outcome``), not an error. ``timeout_s`` bounds the whole update (None:
+        no bound; the daemon's gate and probation windows bound it).
+
+        :raises ManagementError: ``NOT_FOUND`` for an unknown module, ``FAILED_PRECONDITION`` when no
+            repository is configured or an update of it is already running, or the stream ended early.
+        """
+        what = f"cannot update {module!r}"
+        call = self._stub.ApplyUpdate(pb.ApplyUpdateRequest(module=module, version=version or ""), timeout=timeout_s)
+        try:
+            for response in call:
+                if response.HasField("record"):
+                    return record_from_pb(response.record)
+                if progress is not None and response.HasField("progress"):
+                    progress(progress_from_pb(response.progress))
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED and timeout_s is not None:
+                raise ManagementError(
+                    f"{what}: no result within {timeout_s:g} s; the update goes on in the daemon "
+                    "(see 'hardpoint update status')",
+                    code=e.code(),
+                    details=e.details() or "",
+                    target=self.target,
+                ) from e
+            raise self._error(e, what) from e
+        finally:
+            call.cancel()
+        raise ManagementError(
+            f"{what}: hardpointd at {self.target} ended the stream before the update finished "
+            "(is it stopping?); see 'hardpoint update status' and 'hardpoint update history'",
+            target=self.target,
+        )
+
+    def update_status(self) -> list[UpdateRecord]:
+        """Updates in progress now."""
+        response = self._unary(
+            "cannot get the update status",
+            lambda: self._stub.GetUpdateStatus(pb.GetUpdateStatusRequest(), timeout=self.timeout_s),
+        )
+        return [record_from_pb(r) for r in response.updates]
+
+    def update_history(self, module: str | None = None, limit: int = 0) -> list[UpdateRecord]:
+        """Update attempts, newest first (``limit`` 0: the server's default of 100)."""
+        request = pb.ListUpdateHistoryRequest(module=module or "", limit=max(limit, 0))
+        response = self._unary(
+            "cannot list the update history", lambda: self._stub.ListUpdateHistory(request, timeout=self.timeout_s)
+        )
+        return [record_from_pb(r) for r in response.records]
+
+    def rollback_update(self, module: str) -> UpdateRecord:
+        """Return ``module`` to its previous version. :raises ManagementError: ``FAILED_PRECONDITION`` without one."""
+        response = self._unary(
+            f"cannot roll back {module!r}",
+            lambda: self._stub.RollbackUpdate(
+                pb.RollbackUpdateRequest(module=module), timeout=max(self.timeout_s, UPDATE_CALL_TIMEOUT_S)
+            ),
+        )
+        return record_from_pb(response.record)
 
     def serving(self, service: str = SERVICE_NAME) -> bool:
         """Whether the standard gRPC health service says ``service`` is SERVING."""

@@ -187,6 +187,126 @@ SEVERITY_ERROR: Severity.ValueType  # 3
 """Something went wrong and was not handled (a module failed for good)."""
 Global___Severity: _TypeAlias = Severity  # noqa: Y015
 
+class _UpdateOfferStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _UpdateOfferStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UpdateOfferStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    UPDATE_OFFER_STATUS_UNSPECIFIED: _UpdateOfferStatus.ValueType  # 0
+    """Not known."""
+    UPDATE_OFFER_STATUS_AVAILABLE: _UpdateOfferStatus.ValueType  # 1
+    """A signed version newer than the installed one is available."""
+    UPDATE_OFFER_STATUS_CURRENT: _UpdateOfferStatus.ValueType  # 2
+    """Nothing newer than the installed version."""
+    UPDATE_OFFER_STATUS_REFUSED: _UpdateOfferStatus.ValueType  # 3
+    """The offer is refused (UpdateOffer.reason names the cause, the module and the interface or role)."""
+
+class UpdateOfferStatus(_UpdateOfferStatus, metaclass=_UpdateOfferStatusEnumTypeWrapper):
+    """UpdateOfferStatus says what the update repository offers a module."""
+
+UPDATE_OFFER_STATUS_UNSPECIFIED: UpdateOfferStatus.ValueType  # 0
+"""Not known."""
+UPDATE_OFFER_STATUS_AVAILABLE: UpdateOfferStatus.ValueType  # 1
+"""A signed version newer than the installed one is available."""
+UPDATE_OFFER_STATUS_CURRENT: UpdateOfferStatus.ValueType  # 2
+"""Nothing newer than the installed version."""
+UPDATE_OFFER_STATUS_REFUSED: UpdateOfferStatus.ValueType  # 3
+"""The offer is refused (UpdateOffer.reason names the cause, the module and the interface or role)."""
+Global___UpdateOfferStatus: _TypeAlias = UpdateOfferStatus  # noqa: Y015
+
+class _UpdateStep:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _UpdateStepEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UpdateStep.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    UPDATE_STEP_UNSPECIFIED: _UpdateStep.ValueType  # 0
+    """Not known (for example a step this version of the API does not name)."""
+    UPDATE_STEP_REQUESTED: _UpdateStep.ValueType  # 1
+    """The update was asked for."""
+    UPDATE_STEP_DOWNLOADED: _UpdateStep.ValueType  # 2
+    """The wheel was downloaded and verified against the signed metadata."""
+    UPDATE_STEP_INSTALLED: _UpdateStep.ValueType  # 3
+    """The wheel was installed into the module store, beside the running version."""
+    UPDATE_STEP_STAGED: _UpdateStep.ValueType  # 4
+    """The new version was started beside the old one."""
+    UPDATE_STEP_GATE_PASSED: _UpdateStep.ValueType  # 5
+    """The new version became healthy and published what its manifest provides within the gate window."""
+    UPDATE_STEP_SWITCHED: _UpdateStep.ValueType  # 6
+    """Consumers were switched to the new version and the old one stopped."""
+    UPDATE_STEP_PROBATION_PASSED: _UpdateStep.ValueType  # 7
+    """The new version stayed healthy through the probation window."""
+    UPDATE_STEP_COMMITTED: _UpdateStep.ValueType  # 8
+    """The update is final."""
+    UPDATE_STEP_ROLLED_BACK: _UpdateStep.ValueType  # 9
+    """The new version failed the gate or probation and the old version was restored."""
+    UPDATE_STEP_REFUSED: _UpdateStep.ValueType  # 10
+    """The update was refused before anything changed on the platform."""
+
+class UpdateStep(_UpdateStep, metaclass=_UpdateStepEnumTypeWrapper):
+    """UpdateStep is a step of the update journal, in the order an update reaches them."""
+
+UPDATE_STEP_UNSPECIFIED: UpdateStep.ValueType  # 0
+"""Not known (for example a step this version of the API does not name)."""
+UPDATE_STEP_REQUESTED: UpdateStep.ValueType  # 1
+"""The update was asked for."""
+UPDATE_STEP_DOWNLOADED: UpdateStep.ValueType  # 2
+"""The wheel was downloaded and verified against the signed metadata."""
+UPDATE_STEP_INSTALLED: UpdateStep.ValueType  # 3
+"""The wheel was installed into the module store, beside the running version."""
+UPDATE_STEP_STAGED: UpdateStep.ValueType  # 4
+"""The new version was started beside the old one."""
+UPDATE_STEP_GATE_PASSED: UpdateStep.ValueType  # 5
+"""The new version became healthy and published what its manifest provides within the gate window."""
+UPDATE_STEP_SWITCHED: UpdateStep.ValueType  # 6
+"""Consumers were switched to the new version and the old one stopped."""
+UPDATE_STEP_PROBATION_PASSED: UpdateStep.ValueType  # 7
+"""The new version stayed healthy through the probation window."""
+UPDATE_STEP_COMMITTED: UpdateStep.ValueType  # 8
+"""The update is final."""
+UPDATE_STEP_ROLLED_BACK: UpdateStep.ValueType  # 9
+"""The new version failed the gate or probation and the old version was restored."""
+UPDATE_STEP_REFUSED: UpdateStep.ValueType  # 10
+"""The update was refused before anything changed on the platform."""
+Global___UpdateStep: _TypeAlias = UpdateStep  # noqa: Y015
+
+class _UpdateOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _UpdateOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UpdateOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    UPDATE_OUTCOME_UNSPECIFIED: _UpdateOutcome.ValueType  # 0
+    """Not known."""
+    UPDATE_OUTCOME_IN_PROGRESS: _UpdateOutcome.ValueType  # 1
+    """Still running."""
+    UPDATE_OUTCOME_COMMITTED: _UpdateOutcome.ValueType  # 2
+    """The new version is active and final."""
+    UPDATE_OUTCOME_ROLLED_BACK: _UpdateOutcome.ValueType  # 3
+    """The new version failed and the old version is active again (cause and reason say why)."""
+    UPDATE_OUTCOME_REFUSED: _UpdateOutcome.ValueType  # 4
+    """Refused before anything changed (cause, role and reason say why)."""
+    UPDATE_OUTCOME_INTERRUPTED: _UpdateOutcome.ValueType  # 5
+    """The daemon died during the update and, on restart, recovered to a consistent version."""
+
+class UpdateOutcome(_UpdateOutcome, metaclass=_UpdateOutcomeEnumTypeWrapper):
+    """UpdateOutcome is how an update attempt ended."""
+
+UPDATE_OUTCOME_UNSPECIFIED: UpdateOutcome.ValueType  # 0
+"""Not known."""
+UPDATE_OUTCOME_IN_PROGRESS: UpdateOutcome.ValueType  # 1
+"""Still running."""
+UPDATE_OUTCOME_COMMITTED: UpdateOutcome.ValueType  # 2
+"""The new version is active and final."""
+UPDATE_OUTCOME_ROLLED_BACK: UpdateOutcome.ValueType  # 3
+"""The new version failed and the old version is active again (cause and reason say why)."""
+UPDATE_OUTCOME_REFUSED: UpdateOutcome.ValueType  # 4
+"""Refused before anything changed (cause, role and reason say why)."""
+UPDATE_OUTCOME_INTERRUPTED: UpdateOutcome.ValueType  # 5
+"""The daemon died during the update and, on restart, recovered to a consistent version."""
+Global___UpdateOutcome: _TypeAlias = UpdateOutcome  # noqa: Y015
+
 @_typing.final
 class UnmetRequirement(_message.Message):
     """UnmetRequirement is a required interface that no module of the platform
@@ -794,3 +914,398 @@ class ReloadResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReloadResponse: _TypeAlias = ReloadResponse  # noqa: Y015
+
+@_typing.final
+class UpdateOffer(_message.Message):
+    """UpdateOffer is what the update repository offers one configured module."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODULE_FIELD_NUMBER: _builtins.int
+    INSTALLED_VERSION_FIELD_NUMBER: _builtins.int
+    AVAILABLE_VERSION_FIELD_NUMBER: _builtins.int
+    SUPPLIER_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    LENGTH_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    module: _builtins.str
+    """Module name."""
+    installed_version: _builtins.str
+    """The active version; empty when none is installed."""
+    available_version: _builtins.str
+    """The newest signed version; empty when the repository has none."""
+    supplier: _builtins.str
+    """Supplier whose delegated TUF role signs the module."""
+    target: _builtins.str
+    """TUF target path, "<supplier>/<module>/<wheel file>"."""
+    length: _builtins.int
+    """Payload size in bytes, as signed."""
+    status: Global___UpdateOfferStatus.ValueType
+    """Available, current or refused."""
+    reason: _builtins.str
+    """Why refused: names the cause, the module and the interface or the TUF role; empty otherwise."""
+    def __init__(
+        self,
+        *,
+        module: _builtins.str = ...,
+        installed_version: _builtins.str = ...,
+        available_version: _builtins.str = ...,
+        supplier: _builtins.str = ...,
+        target: _builtins.str = ...,
+        length: _builtins.int = ...,
+        status: Global___UpdateOfferStatus.ValueType = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available_version", b"available_version", "installed_version", b"installed_version", "length", b"length", "module", b"module", "reason", b"reason", "status", b"status", "supplier", b"supplier", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateOffer: _TypeAlias = UpdateOffer  # noqa: Y015
+
+@_typing.final
+class UpdateProgress(_message.Message):
+    """UpdateProgress is one progress report of an update in flight."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODULE_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    module: _builtins.str
+    """Module being updated."""
+    step: Global___UpdateStep.ValueType
+    """Journal step reached."""
+    done: _builtins.int
+    """Bytes downloaded, or seconds of the gate or probation window elapsed."""
+    total: _builtins.int
+    """Bytes to download, or the window length in seconds; 0 when unknown."""
+    message: _builtins.str
+    """Human-readable detail of the step; may be empty."""
+    def __init__(
+        self,
+        *,
+        module: _builtins.str = ...,
+        step: Global___UpdateStep.ValueType = ...,
+        done: _builtins.int = ...,
+        total: _builtins.int = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "message", b"message", "module", b"module", "step", b"step", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateProgress: _TypeAlias = UpdateProgress  # noqa: Y015
+
+@_typing.final
+class UpdateRecord(_message.Message):
+    """UpdateRecord is one update attempt as the daemon's journal keeps it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    MODULE_FIELD_NUMBER: _builtins.int
+    FROM_VERSION_FIELD_NUMBER: _builtins.int
+    TO_VERSION_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    CAUSE_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    STARTED_NS_FIELD_NUMBER: _builtins.int
+    FINISHED_NS_FIELD_NUMBER: _builtins.int
+    SWITCH_GAP_MS_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """Journal id: increases per attempt, never reused."""
+    module: _builtins.str
+    """Module updated."""
+    from_version: _builtins.str
+    """Version active before the attempt; empty for a first install."""
+    to_version: _builtins.str
+    """Version the attempt installs."""
+    step: Global___UpdateStep.ValueType
+    """Last journal step reached."""
+    outcome: Global___UpdateOutcome.ValueType
+    """How the attempt ended, or IN_PROGRESS."""
+    cause: _builtins.str
+    """Short cause of a refusal or rollback: the error class (for example "TamperedTargetError",
+    "UnmetRequirementError") or the gate failure ("crashed", "never_healthy", "stopped_publishing",
+    "restart_budget", "operator"); empty when committed.
+    """
+    role: _builtins.str
+    """The TUF role a refusal is about; empty otherwise."""
+    reason: _builtins.str
+    """Full explanation: names the cause, the module and the interface or role."""
+    started_ns: _builtins.int
+    """Start of the attempt, in nanoseconds since the Unix epoch (UTC)."""
+    finished_ns: _builtins.int
+    """End of the attempt, in nanoseconds since the Unix epoch; 0 while in progress."""
+    switch_gap_ms: _builtins.float
+    """Time from the old version's last sample to the new version's first one on the bus, measured by
+    the daemon at the switch, in milliseconds; negative when there was no switch.
+    """
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        module: _builtins.str = ...,
+        from_version: _builtins.str = ...,
+        to_version: _builtins.str = ...,
+        step: Global___UpdateStep.ValueType = ...,
+        outcome: Global___UpdateOutcome.ValueType = ...,
+        cause: _builtins.str = ...,
+        role: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        started_ns: _builtins.int = ...,
+        finished_ns: _builtins.int = ...,
+        switch_gap_ms: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cause", b"cause", "finished_ns", b"finished_ns", "from_version", b"from_version", "id", b"id", "module", b"module", "outcome", b"outcome", "reason", b"reason", "role", b"role", "started_ns", b"started_ns", "step", b"step", "switch_gap_ms", b"switch_gap_ms", "to_version", b"to_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateRecord: _TypeAlias = UpdateRecord  # noqa: Y015
+
+@_typing.final
+class CheckUpdatesRequest(_message.Message):
+    """CheckUpdatesRequest asks what the update repository offers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckUpdatesRequest: _TypeAlias = CheckUpdatesRequest  # noqa: Y015
+
+@_typing.final
+class CheckUpdatesResponse(_message.Message):
+    """CheckUpdatesResponse lists the offers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OFFERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def offers(self) -> _containers.RepeatedCompositeFieldContainer[Global___UpdateOffer]:
+        """One offer per configured module, sorted by module name."""
+
+    def __init__(
+        self,
+        *,
+        offers: _abc.Iterable[Global___UpdateOffer] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["offers", b"offers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckUpdatesResponse: _TypeAlias = CheckUpdatesResponse  # noqa: Y015
+
+@_typing.final
+class ApplyUpdateRequest(_message.Message):
+    """ApplyUpdateRequest names the module to update."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODULE_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    module: _builtins.str
+    """Module name."""
+    version: _builtins.str
+    """Version to install (PEP 440); empty for the newest signed version."""
+    def __init__(
+        self,
+        *,
+        module: _builtins.str = ...,
+        version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["module", b"module", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApplyUpdateRequest: _TypeAlias = ApplyUpdateRequest  # noqa: Y015
+
+@_typing.final
+class ApplyUpdateResponse(_message.Message):
+    """ApplyUpdateResponse is one message of the ApplyUpdate stream: progress, or the final record."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    RECORD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def progress(self) -> Global___UpdateProgress:
+        """A progress report; any number of them come before the record."""
+
+    @_builtins.property
+    def record(self) -> Global___UpdateRecord:
+        """The finished attempt; always the last message of the stream."""
+
+    def __init__(
+        self,
+        *,
+        progress: Global___UpdateProgress | None = ...,
+        record: Global___UpdateRecord | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "progress", b"progress", "record", b"record"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "progress", b"progress", "record", b"record"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["progress", "record"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___ApplyUpdateResponse: _TypeAlias = ApplyUpdateResponse  # noqa: Y015
+
+@_typing.final
+class GetUpdateStatusRequest(_message.Message):
+    """GetUpdateStatusRequest asks for the updates in progress."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUpdateStatusRequest: _TypeAlias = GetUpdateStatusRequest  # noqa: Y015
+
+@_typing.final
+class GetUpdateStatusResponse(_message.Message):
+    """GetUpdateStatusResponse lists the updates in progress."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPDATES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def updates(self) -> _containers.RepeatedCompositeFieldContainer[Global___UpdateRecord]:
+        """Updates in progress now; empty when none."""
+
+    def __init__(
+        self,
+        *,
+        updates: _abc.Iterable[Global___UpdateRecord] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["updates", b"updates"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUpdateStatusResponse: _TypeAlias = GetUpdateStatusResponse  # noqa: Y015
+
+@_typing.final
+class ListUpdateHistoryRequest(_message.Message):
+    """ListUpdateHistoryRequest selects update attempts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODULE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    module: _builtins.str
+    """Only attempts of this module; empty for every module."""
+    limit: _builtins.int
+    """At most this many records; 0 for the server's default (100)."""
+    def __init__(
+        self,
+        *,
+        module: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "module", b"module"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUpdateHistoryRequest: _TypeAlias = ListUpdateHistoryRequest  # noqa: Y015
+
+@_typing.final
+class ListUpdateHistoryResponse(_message.Message):
+    """ListUpdateHistoryResponse lists update attempts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___UpdateRecord]:
+        """The attempts, newest first."""
+
+    def __init__(
+        self,
+        *,
+        records: _abc.Iterable[Global___UpdateRecord] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["records", b"records"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUpdateHistoryResponse: _TypeAlias = ListUpdateHistoryResponse  # noqa: Y015
+
+@_typing.final
+class RollbackUpdateRequest(_message.Message):
+    """RollbackUpdateRequest names the module to roll back."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODULE_FIELD_NUMBER: _builtins.int
+    module: _builtins.str
+    """Module name."""
+    def __init__(
+        self,
+        *,
+        module: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["module", b"module"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RollbackUpdateRequest: _TypeAlias = RollbackUpdateRequest  # noqa: Y015
+
+@_typing.final
+class RollbackUpdateResponse(_message.Message):
+    """RollbackUpdateResponse holds the record of the rollback."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def record(self) -> Global___UpdateRecord:
+        """The rollback, as an update attempt of its own."""
+
+    def __init__(
+        self,
+        *,
+        record: Global___UpdateRecord | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["record", b"record"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["record", b"record"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RollbackUpdateResponse: _TypeAlias = RollbackUpdateResponse  # noqa: Y015

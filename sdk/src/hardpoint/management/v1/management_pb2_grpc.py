@@ -73,6 +73,31 @@ class ManagementServiceStub:
                 request_serializer=hardpoint_dot_management_dot_v1_dot_management__pb2.ReloadRequest.SerializeToString,
                 response_deserializer=hardpoint_dot_management_dot_v1_dot_management__pb2.ReloadResponse.FromString,
                 _registered_method=True)
+        self.CheckUpdates = channel.unary_unary(
+                '/hardpoint.management.v1.ManagementService/CheckUpdates',
+                request_serializer=hardpoint_dot_management_dot_v1_dot_management__pb2.CheckUpdatesRequest.SerializeToString,
+                response_deserializer=hardpoint_dot_management_dot_v1_dot_management__pb2.CheckUpdatesResponse.FromString,
+                _registered_method=True)
+        self.ApplyUpdate = channel.unary_stream(
+                '/hardpoint.management.v1.ManagementService/ApplyUpdate',
+                request_serializer=hardpoint_dot_management_dot_v1_dot_management__pb2.ApplyUpdateRequest.SerializeToString,
+                response_deserializer=hardpoint_dot_management_dot_v1_dot_management__pb2.ApplyUpdateResponse.FromString,
+                _registered_method=True)
+        self.GetUpdateStatus = channel.unary_unary(
+                '/hardpoint.management.v1.ManagementService/GetUpdateStatus',
+                request_serializer=hardpoint_dot_management_dot_v1_dot_management__pb2.GetUpdateStatusRequest.SerializeToString,
+                response_deserializer=hardpoint_dot_management_dot_v1_dot_management__pb2.GetUpdateStatusResponse.FromString,
+                _registered_method=True)
+        self.ListUpdateHistory = channel.unary_unary(
+                '/hardpoint.management.v1.ManagementService/ListUpdateHistory',
+                request_serializer=hardpoint_dot_management_dot_v1_dot_management__pb2.ListUpdateHistoryRequest.SerializeToString,
+                response_deserializer=hardpoint_dot_management_dot_v1_dot_management__pb2.ListUpdateHistoryResponse.FromString,
+                _registered_method=True)
+        self.RollbackUpdate = channel.unary_unary(
+                '/hardpoint.management.v1.ManagementService/RollbackUpdate',
+                request_serializer=hardpoint_dot_management_dot_v1_dot_management__pb2.RollbackUpdateRequest.SerializeToString,
+                response_deserializer=hardpoint_dot_management_dot_v1_dot_management__pb2.RollbackUpdateResponse.FromString,
+                _registered_method=True)
 
 
 class ManagementServiceServicer:
@@ -137,6 +162,54 @@ class ManagementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckUpdates(self, request, context):
+        """CheckUpdates refreshes the signed metadata of the platform's update repository (TUF) and lists
+        what it offers each configured module. FAILED_PRECONDITION when the platform has no update
+        repository configured, or when the repository cannot be trusted: the details then name the cause
+        and the TUF role, and the trailing metadata carries them as "hardpoint-update-cause",
+        "hardpoint-update-role" and "hardpoint-update-target".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApplyUpdate(self, request, context):
+        """ApplyUpdate verifies, installs side by side, stages, gates, switches and watches one module at a
+        version (the newest signed one when none is given). The stream carries progress messages (bytes
+        downloaded, then the steps of activation and the gate and probation windows) and ends with one
+        message carrying the finished UpdateRecord. A refusal or a rollback is a normal end (the record's
+        outcome says which, its cause, role and reason say why), not an error status. NOT_FOUND for a
+        module the platform does not have; FAILED_PRECONDITION when no update repository is configured or
+        an update of the module is already in progress. A client that cancels the stream does not stop
+        the update: the daemon finishes it (GetUpdateStatus and ListUpdateHistory show it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUpdateStatus(self, request, context):
+        """GetUpdateStatus lists the updates in progress now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUpdateHistory(self, request, context):
+        """ListUpdateHistory lists past and present update attempts, newest first, refused ones included.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackUpdate(self, request, context):
+        """RollbackUpdate returns a module to the version it ran before its last committed update (that
+        version is still installed). NOT_FOUND for an unknown module; FAILED_PRECONDITION when there is
+        no earlier version to return to.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ManagementServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -174,6 +247,31 @@ def add_ManagementServiceServicer_to_server(servicer, server):
                     servicer.Reload,
                     request_deserializer=hardpoint_dot_management_dot_v1_dot_management__pb2.ReloadRequest.FromString,
                     response_serializer=hardpoint_dot_management_dot_v1_dot_management__pb2.ReloadResponse.SerializeToString,
+            ),
+            'CheckUpdates': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckUpdates,
+                    request_deserializer=hardpoint_dot_management_dot_v1_dot_management__pb2.CheckUpdatesRequest.FromString,
+                    response_serializer=hardpoint_dot_management_dot_v1_dot_management__pb2.CheckUpdatesResponse.SerializeToString,
+            ),
+            'ApplyUpdate': grpc.unary_stream_rpc_method_handler(
+                    servicer.ApplyUpdate,
+                    request_deserializer=hardpoint_dot_management_dot_v1_dot_management__pb2.ApplyUpdateRequest.FromString,
+                    response_serializer=hardpoint_dot_management_dot_v1_dot_management__pb2.ApplyUpdateResponse.SerializeToString,
+            ),
+            'GetUpdateStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUpdateStatus,
+                    request_deserializer=hardpoint_dot_management_dot_v1_dot_management__pb2.GetUpdateStatusRequest.FromString,
+                    response_serializer=hardpoint_dot_management_dot_v1_dot_management__pb2.GetUpdateStatusResponse.SerializeToString,
+            ),
+            'ListUpdateHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUpdateHistory,
+                    request_deserializer=hardpoint_dot_management_dot_v1_dot_management__pb2.ListUpdateHistoryRequest.FromString,
+                    response_serializer=hardpoint_dot_management_dot_v1_dot_management__pb2.ListUpdateHistoryResponse.SerializeToString,
+            ),
+            'RollbackUpdate': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackUpdate,
+                    request_deserializer=hardpoint_dot_management_dot_v1_dot_management__pb2.RollbackUpdateRequest.FromString,
+                    response_serializer=hardpoint_dot_management_dot_v1_dot_management__pb2.RollbackUpdateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -369,6 +467,141 @@ class ManagementService:
             '/hardpoint.management.v1.ManagementService/Reload',
             hardpoint_dot_management_dot_v1_dot_management__pb2.ReloadRequest.SerializeToString,
             hardpoint_dot_management_dot_v1_dot_management__pb2.ReloadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckUpdates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hardpoint.management.v1.ManagementService/CheckUpdates',
+            hardpoint_dot_management_dot_v1_dot_management__pb2.CheckUpdatesRequest.SerializeToString,
+            hardpoint_dot_management_dot_v1_dot_management__pb2.CheckUpdatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyUpdate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/hardpoint.management.v1.ManagementService/ApplyUpdate',
+            hardpoint_dot_management_dot_v1_dot_management__pb2.ApplyUpdateRequest.SerializeToString,
+            hardpoint_dot_management_dot_v1_dot_management__pb2.ApplyUpdateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUpdateStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hardpoint.management.v1.ManagementService/GetUpdateStatus',
+            hardpoint_dot_management_dot_v1_dot_management__pb2.GetUpdateStatusRequest.SerializeToString,
+            hardpoint_dot_management_dot_v1_dot_management__pb2.GetUpdateStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUpdateHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hardpoint.management.v1.ManagementService/ListUpdateHistory',
+            hardpoint_dot_management_dot_v1_dot_management__pb2.ListUpdateHistoryRequest.SerializeToString,
+            hardpoint_dot_management_dot_v1_dot_management__pb2.ListUpdateHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackUpdate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hardpoint.management.v1.ManagementService/RollbackUpdate',
+            hardpoint_dot_management_dot_v1_dot_management__pb2.RollbackUpdateRequest.SerializeToString,
+            hardpoint_dot_management_dot_v1_dot_management__pb2.RollbackUpdateResponse.FromString,
             options,
             channel_credentials,
             insecure,

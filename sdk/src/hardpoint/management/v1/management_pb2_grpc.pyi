@@ -79,6 +79,32 @@ class ManagementServiceStub:
     with the file, field and reason in the details, when the new configuration is invalid; the
     running platform is then left as it was.
     """
+    CheckUpdates: _grpc.UnaryUnaryMultiCallable[_management_pb2.CheckUpdatesRequest, _management_pb2.CheckUpdatesResponse]
+    """CheckUpdates refreshes the signed metadata of the platform's update repository (TUF) and lists
+    what it offers each configured module. FAILED_PRECONDITION when the platform has no update
+    repository configured, or when the repository cannot be trusted: the details then name the cause
+    and the TUF role, and the trailing metadata carries them as "hardpoint-update-cause",
+    "hardpoint-update-role" and "hardpoint-update-target".
+    """
+    ApplyUpdate: _grpc.UnaryStreamMultiCallable[_management_pb2.ApplyUpdateRequest, _management_pb2.ApplyUpdateResponse]
+    """ApplyUpdate verifies, installs side by side, stages, gates, switches and watches one module at a
+    version (the newest signed one when none is given). The stream carries progress messages (bytes
+    downloaded, then the steps of activation and the gate and probation windows) and ends with one
+    message carrying the finished UpdateRecord. A refusal or a rollback is a normal end (the record's
+    outcome says which, its cause, role and reason say why), not an error status. NOT_FOUND for a
+    module the platform does not have; FAILED_PRECONDITION when no update repository is configured or
+    an update of the module is already in progress. A client that cancels the stream does not stop
+    the update: the daemon finishes it (GetUpdateStatus and ListUpdateHistory show it).
+    """
+    GetUpdateStatus: _grpc.UnaryUnaryMultiCallable[_management_pb2.GetUpdateStatusRequest, _management_pb2.GetUpdateStatusResponse]
+    """GetUpdateStatus lists the updates in progress now."""
+    ListUpdateHistory: _grpc.UnaryUnaryMultiCallable[_management_pb2.ListUpdateHistoryRequest, _management_pb2.ListUpdateHistoryResponse]
+    """ListUpdateHistory lists past and present update attempts, newest first, refused ones included."""
+    RollbackUpdate: _grpc.UnaryUnaryMultiCallable[_management_pb2.RollbackUpdateRequest, _management_pb2.RollbackUpdateResponse]
+    """RollbackUpdate returns a module to the version it ran before its last committed update (that
+    version is still installed). NOT_FOUND for an unknown module; FAILED_PRECONDITION when there is
+    no earlier version to return to.
+    """
 
 @_typing.type_check_only
 class ManagementServiceAsyncStub(ManagementServiceStub):
@@ -111,6 +137,32 @@ class ManagementServiceAsyncStub(ManagementServiceStub):
     """Reload re-reads the platform configuration and resolves the platform again. FAILED_PRECONDITION,
     with the file, field and reason in the details, when the new configuration is invalid; the
     running platform is then left as it was.
+    """
+    CheckUpdates: _aio.UnaryUnaryMultiCallable[_management_pb2.CheckUpdatesRequest, _management_pb2.CheckUpdatesResponse]  # type: ignore[assignment]
+    """CheckUpdates refreshes the signed metadata of the platform's update repository (TUF) and lists
+    what it offers each configured module. FAILED_PRECONDITION when the platform has no update
+    repository configured, or when the repository cannot be trusted: the details then name the cause
+    and the TUF role, and the trailing metadata carries them as "hardpoint-update-cause",
+    "hardpoint-update-role" and "hardpoint-update-target".
+    """
+    ApplyUpdate: _aio.UnaryStreamMultiCallable[_management_pb2.ApplyUpdateRequest, _management_pb2.ApplyUpdateResponse]  # type: ignore[assignment]
+    """ApplyUpdate verifies, installs side by side, stages, gates, switches and watches one module at a
+    version (the newest signed one when none is given). The stream carries progress messages (bytes
+    downloaded, then the steps of activation and the gate and probation windows) and ends with one
+    message carrying the finished UpdateRecord. A refusal or a rollback is a normal end (the record's
+    outcome says which, its cause, role and reason say why), not an error status. NOT_FOUND for a
+    module the platform does not have; FAILED_PRECONDITION when no update repository is configured or
+    an update of the module is already in progress. A client that cancels the stream does not stop
+    the update: the daemon finishes it (GetUpdateStatus and ListUpdateHistory show it).
+    """
+    GetUpdateStatus: _aio.UnaryUnaryMultiCallable[_management_pb2.GetUpdateStatusRequest, _management_pb2.GetUpdateStatusResponse]  # type: ignore[assignment]
+    """GetUpdateStatus lists the updates in progress now."""
+    ListUpdateHistory: _aio.UnaryUnaryMultiCallable[_management_pb2.ListUpdateHistoryRequest, _management_pb2.ListUpdateHistoryResponse]  # type: ignore[assignment]
+    """ListUpdateHistory lists past and present update attempts, newest first, refused ones included."""
+    RollbackUpdate: _aio.UnaryUnaryMultiCallable[_management_pb2.RollbackUpdateRequest, _management_pb2.RollbackUpdateResponse]  # type: ignore[assignment]
+    """RollbackUpdate returns a module to the version it ran before its last committed update (that
+    version is still installed). NOT_FOUND for an unknown module; FAILED_PRECONDITION when there is
+    no earlier version to return to.
     """
 
 class ManagementServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -183,6 +235,62 @@ class ManagementServiceServicer(metaclass=_abc_1.ABCMeta):
         """Reload re-reads the platform configuration and resolves the platform again. FAILED_PRECONDITION,
         with the file, field and reason in the details, when the new configuration is invalid; the
         running platform is then left as it was.
+        """
+
+    @_abc_1.abstractmethod
+    def CheckUpdates(
+        self,
+        request: _management_pb2.CheckUpdatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.CheckUpdatesResponse, _abc.Awaitable[_management_pb2.CheckUpdatesResponse]]:
+        """CheckUpdates refreshes the signed metadata of the platform's update repository (TUF) and lists
+        what it offers each configured module. FAILED_PRECONDITION when the platform has no update
+        repository configured, or when the repository cannot be trusted: the details then name the cause
+        and the TUF role, and the trailing metadata carries them as "hardpoint-update-cause",
+        "hardpoint-update-role" and "hardpoint-update-target".
+        """
+
+    @_abc_1.abstractmethod
+    def ApplyUpdate(
+        self,
+        request: _management_pb2.ApplyUpdateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_management_pb2.ApplyUpdateResponse], _abc.AsyncIterator[_management_pb2.ApplyUpdateResponse]]:
+        """ApplyUpdate verifies, installs side by side, stages, gates, switches and watches one module at a
+        version (the newest signed one when none is given). The stream carries progress messages (bytes
+        downloaded, then the steps of activation and the gate and probation windows) and ends with one
+        message carrying the finished UpdateRecord. A refusal or a rollback is a normal end (the record's
+        outcome says which, its cause, role and reason say why), not an error status. NOT_FOUND for a
+        module the platform does not have; FAILED_PRECONDITION when no update repository is configured or
+        an update of the module is already in progress. A client that cancels the stream does not stop
+        the update: the daemon finishes it (GetUpdateStatus and ListUpdateHistory show it).
+        """
+
+    @_abc_1.abstractmethod
+    def GetUpdateStatus(
+        self,
+        request: _management_pb2.GetUpdateStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.GetUpdateStatusResponse, _abc.Awaitable[_management_pb2.GetUpdateStatusResponse]]:
+        """GetUpdateStatus lists the updates in progress now."""
+
+    @_abc_1.abstractmethod
+    def ListUpdateHistory(
+        self,
+        request: _management_pb2.ListUpdateHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.ListUpdateHistoryResponse, _abc.Awaitable[_management_pb2.ListUpdateHistoryResponse]]:
+        """ListUpdateHistory lists past and present update attempts, newest first, refused ones included."""
+
+    @_abc_1.abstractmethod
+    def RollbackUpdate(
+        self,
+        request: _management_pb2.RollbackUpdateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_pb2.RollbackUpdateResponse, _abc.Awaitable[_management_pb2.RollbackUpdateResponse]]:
+        """RollbackUpdate returns a module to the version it ran before its last committed update (that
+        version is still installed). NOT_FOUND for an unknown module; FAILED_PRECONDITION when there is
+        no earlier version to return to.
         """
 
 def add_ManagementServiceServicer_to_server(servicer: ManagementServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
