@@ -15,10 +15,23 @@ DIR`` (default ``./conformance-report``):
     a short human report: module, verdict, each check with its requirement IDs and outcome.
 ``pytest.log``
     pytest's own output.
+``evidence.dsse.json`` (with ``--sign-key KEYFILE``)
+    the result as an in-toto Statement v1 in a DSSE envelope signed with the
+    key (:mod:`hardpoint_runtime.conformance._evidence`).
+
+The JSON result binds the run to what was tested: the wheel's file name and
+sha256 (for an installed module, its distribution and the sha256 of its
+``RECORD``; such evidence cannot pass the evidence gate, which needs a wheel
+digest), the suite version and the interface set version.
 
 It prints a summary (or JSON only with ``--json``) and exits 0 when every
-check passed, 1 otherwise; a refusal (unknown module, missing wheel, pytest
-unable to run) exits 1 with ``hardpoint: error: <cause>`` on stderr.
+check passed, 1 otherwise; a refusal (unknown module, missing wheel, bad key,
+pytest unable to run) exits 1 with ``hardpoint: error: <cause>`` on stderr.
+
+``hardpoint conformance keygen DIR`` makes a signer key pair;
+``hardpoint conformance verify EVIDENCE --wheel WHEEL --trusted-key PUB``
+exits 0 when the evidence is valid signed passing certified evidence for that
+wheel, 1 with the reason otherwise.
 
 Import-light like the rest of the CLI: only the standard library and typer at import.
 """
@@ -30,9 +43,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Final, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn
 
 import typer
+
+if TYPE_CHECKING:
+    from securesystemslib.signer import Signer
+
+    from hardpoint_runtime.conformance._evidence import Subject
 
 __all__ = ["conformance_app"]
 
@@ -66,6 +84,7 @@ RESULT_FILE: Final = "hardpoint-result.json"
 JUNIT_FILE: Final = "junit.xml"
 REPORT_FILE: Final = "report.md"
 LOG_FILE: Final = "pytest.log"
+EVIDENCE_FILE: Final = "evidence.dsse.json"
 DEFAULT_REPORT: Final = Path("conformance-report")
 
 
@@ -158,6 +177,7 @@ def _markdown(summary: dict[str, Any]) -> str:
         f"- Module: `{summary['module']}`",
         f"- Mode: {'certified (skips fail)' if summary['certified'] else 'relaxed (skips allowed)'}",
         f"- Verdict: **{summary['verdict'].upper()}**",
+        *_binding_lines(summary),
         f"- Check modules: {', '.join(f'`{m}`' for m in check_modules())}",
         "",
         "| Check | Requirements | Outcome |",
@@ -170,17 +190,98 @@ def _markdown(summary: dict[str, Any]) -> str:
         lines += [
             f"- `{c['check']}` ({', '.join(c['requirements'])}): {c.get('message', c['outcome'])}" for c in failures
         ]
+    signed = f", `{EVIDENCE_FILE}` (signed result)" if summary.get("evidence") else ""
     lines += [
         "",
-        f"Evidence: `{JUNIT_FILE}` (JUnit XML), `{RESULT_FILE}` (verdicts), `{LOG_FILE}` (pytest output).",
+        f"Evidence: `{JUNIT_FILE}` (JUnit XML), `{RESULT_FILE}` (verdicts){signed}, `{LOG_FILE}` (pytest output).",
         "",
     ]
     return "\n".join(lines)
 
 
+def _binding_lines(summary: dict[str, Any]) -> list[str]:
+    """What the run is bound to: the wheel digest (or the installed distribution), suite, interface set, signer."""
+    subject, suite, interfaces = summary.get("subject"), summary.get("suite"), summary.get("interface_set")
+    lines = []
+    if subject and subject["kind"] == "wheel":
+        lines.append(f"- Wheel: `{subject['name']}` sha256 `{subject['sha256']}`")
+    elif subject:
+        lines.append(
+            f"- Installed distribution: `{subject['name']}` (sha256 of its RECORD `{subject['sha256']}`); "
+            "not a wheel, so this evidence cannot pass the evidence gate"
+        )
+    if suite:
+        lines.append(
+            f"- Suite: hardpoint {suite['hardpoint']}, hardpoint-runtime {suite['hardpoint-runtime']}, "
+            f"checks sha256 `{suite['checks_sha256']}`"
+        )
+    if interfaces:
+        lines.append(
+            f"- Interface set: sha256 `{interfaces['descriptor_set_sha256']}` ({', '.join(interfaces['packages'])})"
+        )
+    evidence = summary.get("evidence")
+    if evidence:
+        lines.append(f"- Signed evidence: `{EVIDENCE_FILE}`, key {', '.join(evidence['keyids'])}")
+    return lines
+
+
 @conformance_app.callback()
 def _conformance() -> None:
     """Conformance checks: run them on a module or wheel and write the evidence."""
+
+
+def _load_signer(key: Path) -> Signer:
+    from hardpoint_runtime.conformance._evidence import load_signer
+    from hardpoint_runtime.update._errors import EvidenceError
+
+    try:
+        return load_signer(key)
+    except EvidenceError as e:
+        _fail(str(e))
+
+
+def _subject(module: str, target: str) -> Subject:
+    """What the run is bound to: the wheel file and its digest, or the installed module's distribution."""
+    from hardpoint_runtime.conformance._evidence import installed_subject, wheel_subject
+
+    if target.endswith(".whl"):
+        return wheel_subject(Path(target))
+    try:
+        return installed_subject(module, MODULE_GROUP)
+    except LookupError as e:
+        _fail(str(e))
+
+
+def _module_name(module: str, target: str) -> str:
+    """The entry-point name of the module under test (a wheel's single entry point, else ``module``)."""
+    if not target.endswith(".whl"):
+        return module
+    import importlib.metadata as md
+
+    names = [ep.name for d in md.distributions(path=[target]) for ep in d.entry_points if ep.group == MODULE_GROUP]
+    return names[0] if len(names) == 1 else module
+
+
+def _bind(summary: dict[str, Any], plugin_result: dict[str, Any], module: str, target: str) -> dict[str, Any]:
+    """The JSON result: the plugin's verdicts plus the subject, suite and interface-set versions and the checks."""
+    from hardpoint_runtime.conformance._evidence import evidence_result, interface_set_version, suite_version
+
+    bound = evidence_result(
+        {**summary, "module": _module_name(module, target)},
+        subject=_subject(module, target),
+        suite=suite_version(),
+        interface_set=interface_set_version(),
+    )
+    return {**plugin_result, **bound}
+
+
+def _write_evidence(result: dict[str, Any], signer: Signer, report_dir: Path) -> dict[str, Any]:
+    from hardpoint_runtime.conformance._evidence import sign_evidence
+
+    envelope = sign_evidence(result, signer)
+    path = report_dir / EVIDENCE_FILE
+    path.write_text(json.dumps(envelope.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return {"file": str(path), "keyids": sorted(envelope.signatures)}
 
 
 @conformance_app.command()
@@ -191,17 +292,25 @@ def check(
         Path, typer.Option("--report", help="Directory for junit.xml, hardpoint-result.json and report.md.")
     ] = DEFAULT_REPORT,
     certified: Annotated[bool, typer.Option("--certified", help="Certified run: a skipped check fails.")] = False,
+    sign_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--sign-key",
+            help=f"Private key (PEM) to sign the result with: writes {EVIDENCE_FILE} (see 'conformance keygen').",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")] = False,
 ) -> None:
     """Run the conformance checks on MODULE; exit 0 if every check passed, 1 otherwise."""
     target = _resolve_module(module)
+    signer = _load_signer(sign_key) if sign_key is not None else None  # a bad key fails before the run
     report_dir = report.resolve()
     try:
         report_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         _fail(f"cannot create report directory {report_dir}: {e.strerror or e}")
     result_file, junit_file = report_dir / RESULT_FILE, report_dir / JUNIT_FILE
-    for stale in (result_file, junit_file):
+    for stale in (result_file, junit_file, report_dir / EVIDENCE_FILE):
         stale.unlink(missing_ok=True)
     command = [
         sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
@@ -218,15 +327,21 @@ def check(
     if not result_file.is_file():
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-10:])
         _fail(f"pytest exited {proc.returncode} without writing {result_file}:\n{tail}")
-    result = json.loads(result_file.read_text(encoding="utf-8"))
-    summary = _summarise(result, _junit_messages(junit_file), proc.returncode)
+    plugin_result = json.loads(result_file.read_text(encoding="utf-8"))
+    summary = _summarise(plugin_result, _junit_messages(junit_file), proc.returncode)
     summary["module"] = module
+    result = _bind(summary, plugin_result, module, target)
+    result_file.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    summary.update(subject=result["subject"], suite=result["suite"], interface_set=result["interface_set"])
     summary["report"] = {
         "dir": str(report_dir),
         "junit": str(junit_file),
         "result": str(result_file),
         "markdown": str(report_dir / REPORT_FILE),
     }
+    if signer is not None:
+        summary["evidence"] = _write_evidence(result, signer, report_dir)
+        summary["report"]["evidence"] = summary["evidence"]["file"]
     (report_dir / REPORT_FILE).write_text(_markdown(summary), encoding="utf-8")
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
@@ -237,5 +352,87 @@ def check(
             _say(f"  {c['outcome']:<7} {c['check']} [{', '.join(c['requirements'])}]")
             if "message" in c:
                 _say(f"          {c['message']}")
+        subject = summary["subject"]
+        if subject["kind"] == "wheel":
+            _say(f"wheel: {subject['name']} sha256 {subject['sha256']}")
+        else:
+            _say(
+                f"installed: {subject['name'].removeprefix('installed:')} (RECORD sha256 {subject['sha256']}; "
+                "not a wheel, cannot pass the evidence gate)"
+            )
+        if "evidence" in summary:
+            _say(f"signed evidence: {summary['evidence']['file']} (key {', '.join(summary['evidence']['keyids'])})")
         _say(f"report: {report_dir / REPORT_FILE}")
     raise typer.Exit(0 if summary["verdict"] == "pass" else 1)
+
+
+@conformance_app.command()
+def keygen(
+    directory: Annotated[Path, typer.Argument(help="Where the key pair goes (created if needed).")],
+    *,
+    name: Annotated[str, typer.Option("--name", help="File name stem of the pair.")] = "conformance-signer",
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")] = False,
+) -> None:
+    """Make an Ed25519 signer key pair: <NAME>.pem (private, mode 0600) and <NAME>.pub.pem (to trust)."""
+    from hardpoint_runtime.conformance._evidence import generate_key_pair
+    from hardpoint_runtime.update._errors import EvidenceError
+
+    try:
+        private, public, keyid = generate_key_pair(directory, name)
+    except EvidenceError as e:
+        _fail(str(e))
+    except OSError as e:
+        _fail(f"cannot write the key pair into {directory}: {e.strerror or e}")
+    if as_json:
+        sys.stdout.write(json.dumps({"private_key": str(private), "public_key": str(public), "keyid": keyid}) + "\n")
+        return
+    _say(f"key id {keyid}")
+    _say(f"  private key (sign with: conformance check --sign-key): {private}")
+    _say(f"  public key (trust with: conformance verify --trusted-key, [update] conformance_keys): {public}")
+
+
+@conformance_app.command()
+def verify(
+    evidence: Annotated[Path, typer.Argument(help=f"The signed evidence ({EVIDENCE_FILE}).")],
+    *,
+    wheel: Annotated[Path, typer.Option("--wheel", help="The wheel the evidence must be for.")],
+    trusted_key: Annotated[
+        list[Path], typer.Option("--trusted-key", help="Public key (PEM) of a trusted conformance signer (repeatable).")
+    ],
+    threshold: Annotated[int, typer.Option("--threshold", min=1, help="Trusted signatures needed.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")] = False,
+) -> None:
+    """Exit 0 if EVIDENCE is signed passing certified evidence for WHEEL from trusted keys, 1 with the reason."""
+    from hardpoint_runtime.conformance._evidence import load_trusted_keys, verify_evidence, wheel_subject
+    from hardpoint_runtime.update._errors import EvidenceError
+
+    for path, what in ((evidence, "evidence file"), (wheel, "wheel file")):
+        if not path.is_file():
+            _fail(f"no {what} {path}")
+    try:
+        subject = wheel_subject(wheel)
+        keys = load_trusted_keys(trusted_key)
+        if threshold > len(keys):
+            _fail(f"threshold {threshold} exceeds the {len(keys)} trusted key(s) given")
+        verified = verify_evidence(
+            evidence.read_bytes(), wheel_sha256=subject.sha256, trusted_keys=keys, threshold=threshold
+        )
+    except EvidenceError as e:
+        _fail(str(e))
+    out = {
+        "ok": True,
+        "module": verified.module,
+        "wheel": subject.name,
+        "sha256": subject.sha256,
+        "certified": verified.certified,
+        "checks": len(verified.checks),
+        "signed_by": list(verified.signed_by),
+        "suite": {k: v for k, v in verified.suite.items() if k != "sources"},
+        "interface_set": verified.interface_set,
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        return
+    _say(f"OK: {subject.name} (sha256 {subject.sha256})")
+    _say(f"  module {verified.module}: certified, {len(verified.checks)} checks passed")
+    _say(f"  signed by {', '.join(verified.signed_by)}")

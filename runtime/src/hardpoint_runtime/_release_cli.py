@@ -219,12 +219,30 @@ def add_supplier(
         _say(f"  {keyid}")
 
 
+def _read_evidence(path: Path) -> dict[str, Any]:
+    """The evidence file's JSON object (a DSSE envelope); its content is checked by the repository."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        _fail(f"cannot read evidence file {path}: {e.strerror or e}")
+    except ValueError as e:
+        _fail(f"evidence file {path} is not JSON: {e}")
+    if not isinstance(data, dict):
+        _fail(f"evidence file {path} is not a DSSE envelope (a JSON object)")
+    return data
+
+
 @release_app.command()
 def publish(
     repo_dir: RepoArg,
     supplier: Annotated[str, typer.Argument(help="The supplier whose role signs the wheel.")],
     wheel: Annotated[Path, typer.Argument(help="The module wheel (.whl).")],
+    *,
     keys: KeysOption = None,
+    evidence: Annotated[
+        Path | None,
+        typer.Option("--evidence", help="Signed conformance evidence (evidence.dsse.json) to carry in the target."),
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Publish a module wheel under <SUPPLIER>/<module>/<file>, its manifest in the target's custom metadata."""
@@ -232,9 +250,10 @@ def publish(
         _fail(f"no wheel file {wheel}")
     if wheel.suffix != ".whl":
         _fail(f"{wheel} is not a wheel (.whl)")
+    envelope = _read_evidence(evidence) if evidence is not None else None
     with _errors():
         repo = _open(repo_dir, _key_dirs(repo_dir, keys))
-        path = repo.publish(supplier, wheel)
+        path = repo.publish(supplier, wheel, evidence=envelope)
     info = repo.role(supplier).signed.targets[path]
     hardpoint = info.custom.get("hardpoint", {})
     out = {
@@ -244,6 +263,7 @@ def publish(
         "length": info.length,
         "hashes": info.hashes,
         "role_version": repo.role(supplier).signed.version,
+        "evidence": envelope is not None,
     }
     if json_out:
         _print_json(out)
@@ -252,6 +272,8 @@ def publish(
     _say(f"  version {out['version']}, {info.length} bytes")
     for algorithm, digest in info.hashes.items():
         _say(f"  {algorithm} {digest}")
+    if envelope is not None:
+        _say(f"  conformance evidence from {evidence} carried in the signed target")
 
 
 @release_app.command("rotate-key")

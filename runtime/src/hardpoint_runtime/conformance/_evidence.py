@@ -68,6 +68,7 @@ __all__ = [
     "EvidenceStatement",
     "Subject",
     "check_evidence",
+    "envelope_subjects",
     "evidence_from_custom",
     "evidence_result",
     "generate_key_pair",
@@ -294,6 +295,18 @@ def _statement_of(envelope: Envelope, ctx: _Context) -> dict[str, Any]:
     if not isinstance(statement.get("subject"), list):
         raise ctx.error(EvidenceMalformedError, "the statement has no subject list")
     return statement
+
+
+def envelope_subjects(envelope_json: str | bytes | Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(name, sha256)`` of each subject of the statement in an envelope, **without** checking signatures.
+
+    For tooling that catches mistakes early (publishing evidence of another
+    wheel); a decision to trust evidence is :func:`verify_evidence`'s.
+
+    :raises EvidenceMalformedError: not a DSSE envelope of hardpoint conformance evidence.
+    """
+    ctx = _Context()
+    return statement_subjects(_statement_of(_envelope(envelope_json, ctx), ctx))
 
 
 def statement_subjects(statement: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -79,6 +79,21 @@ def target_path_for(supplier: str, module: str, filename: str) -> str:
     return f"{supplier}/{module}/{filename}"
 
 
+def _check_evidence_subject(evidence: dict[str, Any], wheel: str, sha256: str, supplier: str) -> None:
+    """Refuse evidence that is no DSSE envelope or is about another wheel (its signature is the platform's to judge)."""
+    # imported here: the conformance package imports the update errors, so a top-level import would be circular
+    from hardpoint_runtime.conformance._evidence import envelope_subjects
+    from hardpoint_runtime.update._errors import EvidenceError
+
+    try:
+        subjects = envelope_subjects(evidence)
+    except EvidenceError as e:
+        raise ReleaseError(f"{wheel}: {e.detail}", role=supplier) from e
+    if sha256 not in [digest for _, digest in subjects]:
+        named = ", ".join(f"{name} (sha256 {digest})" for name, digest in subjects) or "no subject digest"
+        raise ReleaseError(f"{wheel}: the evidence is for {named}, not for this wheel (sha256 {sha256})", role=supplier)
+
+
 def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
@@ -384,15 +399,26 @@ class UpdateRepository:
         self.commit([Targets.type, name])
         return [k.keyid for k in keys]
 
-    def publish(self, supplier: str, wheel: Path, *, expires: dict[str, datetime] | None = None) -> str:
+    def publish(
+        self,
+        supplier: str,
+        wheel: Path,
+        *,
+        expires: dict[str, datetime] | None = None,
+        evidence: dict[str, Any] | None = None,
+    ) -> str:
         """Publish a module wheel under ``<supplier>/<module>/<file>``, signed by the supplier's role.
 
         The wheel's manifest (read by the manifest-in-wheel rule) and version go
         into the target's custom metadata as ``{"hardpoint": {"manifest": ..., "version": ...}}``.
+        ``evidence``, signed conformance evidence (a DSSE envelope as a JSON object),
+        goes there too, inline as ``custom["hardpoint"]["evidence"]``: signed with the
+        target, so a platform judges it before downloading the wheel. It must name the
+        wheel's sha256 as its subject; whether its signer is trusted is the platform's call.
         Returns the target path.
 
         :raises ReleaseError: unknown supplier, a wheel breaking the rule, the
-            manifest's supplier differing, or missing keys.
+            manifest's supplier differing, evidence for another wheel, or missing keys.
         """
         if supplier not in self.suppliers:
             raise ReleaseError(f"no supplier {supplier!r} in this repository", role=supplier)
@@ -405,7 +431,11 @@ class UpdateRepository:
         path = target_path_for(supplier, module.entry_point, wheel.name)
         data = wheel.read_bytes()
         info = TargetFile.from_data(path, data, [_HASH])
-        info.unrecognized_fields["custom"] = {"hardpoint": {"manifest": module.manifest, "version": module.version}}
+        custom: dict[str, Any] = {"manifest": module.manifest, "version": module.version}
+        if evidence is not None:
+            _check_evidence_subject(evidence, wheel.name, info.hashes[_HASH], supplier)
+            custom["evidence"] = evidence
+        info.unrecognized_fields["custom"] = {"hardpoint": custom}
         destination = self.targets_dir / supplier / module.entry_point / f"{info.hashes[_HASH]}.{wheel.name}"
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(wheel, destination)
