@@ -28,7 +28,9 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from hardpoint_runtime._conformance_cli import conformance_app
+from hardpoint_runtime._new_cli import new_app
 from hardpoint_runtime._release_cli import release_app
+from hardpoint_runtime._update_cli import update_app
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -53,6 +55,8 @@ module_app = typer.Typer(help="Inspect one module.", no_args_is_help=True)
 app.add_typer(module_app, name="module")
 app.add_typer(release_app, name="release")
 app.add_typer(conformance_app, name="conformance")
+app.add_typer(new_app, name="new")
+app.add_typer(update_app, name="update")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
 
