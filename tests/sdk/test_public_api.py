@@ -14,7 +14,7 @@ EXPECTED = {
     "ModuleContext", "ModuleError", "ModuleHost", "Publisher", "PublisherCounters", "QosClass", "QosError",
     "SampleInfo", "SchemaRecord", "State", "Subscription", "SubscriptionCounters", "Timer", "Transition",
     "Transport", "TransportError", "UndeclaredInterfaceError", "__version__", "all_interfaces", "hookimpl",
-    "interface_spec",
+    "interface_spec", "STAGED_PREFIX",
 }  # fmt: skip
 
 

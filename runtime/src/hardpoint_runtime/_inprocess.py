@@ -5,7 +5,8 @@ supervisor treats both alike. The price of skipping a process: the module
 shares the daemon's fate and its dispatch thread, so only light modules whose
 supplier is trusted should be hosted this way. A hook that raises is handled
 by the SDK's error processing; there is no process to kill, so ``kill`` shuts
-the module down.
+the module down. It takes the same spec (``write_prefix`` for a staged start)
+and the same ops (``transition``, ``status``, ``promote``) as the worker.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class InProcessModule:
                 adapters=adapters,
                 node=self.spec.get("node", ""),
                 health_period_s=float(self.spec.get("health_period_s", 1.0)),
+                write_prefix=str(self.spec.get("write_prefix", "")),
             )
         except Exception as e:
             raise WorkerError(f"module {self.name!r} does not load in-process: {type(e).__name__}: {e}") from e
@@ -72,11 +74,16 @@ class InProcessModule:
             raise WorkerError(f"module {self.name!r} did not answer within {timeout_s:g} s") from e
 
     def request(self, op: str, *, timeout_s: float, **fields: Any) -> dict[str, Any]:
-        """Drive a transition on the dispatch thread, like the worker does."""
+        """Drive a transition (or answer ``status``, ``promote``) on the dispatch thread, like the worker does."""
         from hardpoint import HardpointError, Transition
+        from hardpoint_runtime._worker import promote
 
         if self.host is None or self._stopped:
             raise WorkerError(f"module {self.name!r} is not running")
+        if op == "status":
+            return {"ok": True, "state": self.host.state.value, "staged": self.host.staged, "error": ""}
+        if op == "promote":
+            return promote(self.host, lambda fn: self._on_dispatch(fn, timeout_s))
         if op != "transition":
             return {"ok": False, "state": self.host.state.value, "error": f"unknown op {op!r}"}
         try:

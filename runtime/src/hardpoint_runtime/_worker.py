@@ -4,10 +4,20 @@ The daemon starts ``python -m hardpoint_runtime._worker SPEC_JSON`` and talks
 to it over the worker's stdin and stdout, one JSON object per line:
 
 - daemon -> worker: ``{"id": 1, "op": "transition", "transition": "configure"}``,
-  ``{"id": 2, "op": "exit"}``;
+  ``{"id": 2, "op": "status"}``, ``{"id": 3, "op": "promote"}``,
+  ``{"id": 4, "op": "exit"}``;
 - worker -> daemon: ``{"event": "ready", "pid": ..., "manifest": {...}}`` once,
   then ``{"id": 1, "ok": true, "state": "inactive", "error": ""}`` per request;
   ``{"event": "load_failed", "error": "..."}`` before exiting with code 3.
+
+Staged start (RT-WORKER-STAGED-001): with ``"write_prefix": "hp-staged/"`` in
+the spec, the module writes every sample, heartbeat included, to
+``hp-staged/`` + the contract topic and reads the normal topics; the ``ready``
+event then says ``"staged": true``. ``promote`` moves every writer to the
+normal topics on the dispatch thread (no sample lost or sent twice) and answers
+``{"ok": true, "state": ..., "staged": false, "error": ""}``; it does nothing on
+a module that is not staged. If a writer cannot be moved the answer is
+``ok: false`` with the cause, and the module keeps running.
 
 The module's own prints go to stderr, so they can never corrupt the protocol.
 End of input (the daemon died) shuts the module down in order. The heartbeat
@@ -64,6 +74,17 @@ def _load_adapters(spec: dict[str, Any], needed: tuple[str, ...]) -> dict[str, A
     return adapters
 
 
+def promote(host: Any, run: Callable[[Callable[[], Any]], Any]) -> dict[str, Any]:
+    """The ``promote`` op: ``host.promote()`` through ``run`` (onto the dispatch thread), as a reply."""
+    from hardpoint import HardpointError
+
+    try:
+        run(host.promote)
+    except HardpointError as e:
+        return {"ok": False, "state": host.state.value, "staged": host.staged, "error": str(e)}
+    return {"ok": True, "state": host.state.value, "staged": host.staged, "error": ""}
+
+
 class _Worker:
     def __init__(self, spec: dict[str, Any], out: IO[str]) -> None:
         import hardpoint
@@ -83,8 +104,16 @@ class _Worker:
             adapters=adapters,
             node=spec.get("node", ""),
             health_period_s=float(spec.get("health_period_s", 1.0)),
+            write_prefix=str(spec.get("write_prefix", "")),
         )
-        self.send({"event": "ready", "pid": os.getpid(), "manifest": manifest.model_dump(mode="json")})
+        self.send(
+            {
+                "event": "ready",
+                "pid": os.getpid(),
+                "manifest": manifest.model_dump(mode="json"),
+                "staged": self.host.staged,
+            }
+        )
 
     def send(self, message: dict[str, Any]) -> None:
         with self.lock:
@@ -108,7 +137,9 @@ class _Worker:
             error = str(self.host.last_error) if self.host.last_error is not None else ""
             return {"ok": True, "state": state.value, "error": error}
         if op == "status":
-            return {"ok": True, "state": self.host.state.value, "error": ""}
+            return {"ok": True, "state": self.host.state.value, "staged": self.host.staged, "error": ""}
+        if op == "promote":
+            return promote(self.host, self.on_dispatch)
         return {"ok": False, "state": self.host.state.value, "error": f"unknown op {op!r}"}
 
     def serve(self, requests: IO[str]) -> None:

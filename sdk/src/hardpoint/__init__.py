@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hardpoint._bus import (
+        STAGED_PREFIX,
         BatchPolicy,
         Bus,
         Publisher,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from hardpoint.hookspecs import hookimpl
 
 __all__ = [
+    "STAGED_PREFIX",
     "BatchPolicy",
     "Bus",
     "Channel",
@@ -84,7 +86,16 @@ __all__ = [
 
 _WHERE = {
     **dict.fromkeys(
-        ["BatchPolicy", "Bus", "Publisher", "PublisherCounters", "SampleInfo", "Subscription", "SubscriptionCounters"],
+        [
+            "STAGED_PREFIX",
+            "BatchPolicy",
+            "Bus",
+            "Publisher",
+            "PublisherCounters",
+            "SampleInfo",
+            "Subscription",
+            "SubscriptionCounters",
+        ],
         "hardpoint._bus",
     ),
     **dict.fromkeys(

@@ -6,27 +6,35 @@ every frame, count what is wrong, and hand module code only good messages.
 The order of the receive checks is normative (``IF-ENV-*`` in spec/):
 wrong interface, wrong schema id, malformed count, duplicate or replayed
 sequence, then undecodable payload; sequence gaps are counted as loss.
+
+Staged publishing (``SDK-BUS-STAGED-*``): a bus made with a ``write_prefix``
+writes every sample to ``write_prefix + topic`` (a new module version on
+probation beside the active one, :data:`STAGED_PREFIX`) and reads the normal
+topics; :meth:`Bus.retarget_writers` moves every writer to another prefix
+without losing or repeating a sample.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Final, Generic, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
 from hardpoint._batch import batch_type, item_prefix
 from hardpoint._contracts import InterfaceSpec, QosClass, file_descriptor_set, interface_spec
-from hardpoint._errors import QosError, UndeclaredInterfaceError
+from hardpoint._errors import HardpointError, QosError, TransportError, UndeclaredInterfaceError
 from hardpoint._transport import Channel, Frame, FrameReader, FrameWriter, SchemaRecord, Transport
 
 __all__ = [
+    "STAGED_PREFIX",
     "BatchPolicy",
     "Bus",
     "Publisher",
@@ -44,6 +52,10 @@ M = TypeVar("M", bound=Message)
 MAX_BATCH: Final = 4096
 #: Writers tracked per subscription for sequence checks; the oldest is forgotten past this.
 MAX_TRACKED_WRITERS: Final = 4096
+#: Topic prefix of a staged module's writers: ``hp-staged/`` + the contract topic (SDK-BUS-STAGED-001).
+STAGED_PREFIX: Final = "hp-staged/"
+#: What a topic prefix may contain: characters every DDS implementation accepts in a topic name.
+_PREFIX_CHARS: Final = re.compile(r"[A-Za-z0-9_./-]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,11 +154,24 @@ def _key_function(spec: InterfaceSpec) -> Callable[[Message], str] | None:
 class Publisher(Generic[M]):
     """Publishes messages of one interface. Made by :meth:`Bus.publisher`."""
 
-    def __init__(self, bus: Bus, spec: InterfaceSpec, writer: FrameWriter, batch: BatchPolicy | None) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        spec: InterfaceSpec,
+        writer: FrameWriter,
+        batch: BatchPolicy | None,
+        *,
+        channel: Channel | None = None,
+        standby: FrameWriter | None = None,
+    ) -> None:
         self._bus = bus
         self.spec = spec
         self._type = spec.message_type
         self._writer = writer
+        #: The channel on the contract topic (no prefix); its epoch stays across retargets.
+        self._channel = channel
+        #: Idle writer on the contract topic, opened with a prefixed one so that promote finds it discovered.
+        self._standby = standby
         self._key_of = _key_function(spec)
         self._key_seq: dict[str, int] = {}
         self._seq = 0
@@ -198,7 +223,49 @@ class Publisher(Generic[M]):
                 return
             self._flush_locked()
             self._closed = True
+            standby, self._standby = self._standby, None
         self._writer.close()
+        if standby is not None:
+            standby.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has been called."""
+        return self._closed
+
+    # -- retargeting (Bus.retarget_writers) ------------------------------------
+
+    def _open_on(self, prefix: str) -> FrameWriter:
+        """A writer on ``prefix`` + the contract topic: the standby when it is that, else a new one."""
+        if self._channel is None:
+            raise TransportError(f"publisher of {self.spec.name} was made without a channel and cannot move")
+        if prefix == "" and self._standby is not None:
+            return self._standby
+        return self._bus.transport.open_writer(replace(self._channel, topic=prefix + self._channel.topic))
+
+    def _discard(self, writer: FrameWriter) -> None:
+        """Undo :meth:`_open_on` (another publisher failed to move): close it unless it is the standby."""
+        if writer is not self._standby:
+            writer.close()
+
+    def _swap_writer(self, writer: FrameWriter) -> tuple[FrameWriter, BaseException | None]:
+        """Flush what is batched to the current writer, then write to ``writer``; returns the old writer.
+
+        Every write happens under ``self._lock``, so each message goes to exactly one of
+        the two writers, and the sequence numbers (and the epoch) simply continue.
+        """
+        with self._lock:
+            if self._closed:
+                return writer, None
+            error: BaseException | None = None
+            try:
+                self._flush_locked()
+            except HardpointError as e:  # the batch is gone either way; the move must still happen
+                error = e
+            old, self._writer = self._writer, writer
+            if writer is self._standby:
+                self._standby = None
+        return old, error
 
     def _write(self, key: str, seq: int, count: int, stamp: int, payload: bytes) -> None:
         self._writer.write(key, seq, count, stamp, payload)
@@ -428,6 +495,12 @@ class Bus:
         (tools such as recorders and benchmarks, never modules).
     :param requires: interfaces this module may subscribe to; ``None`` allows all.
     :param uses: further interfaces it may subscribe to (optional inputs); ``"*"`` allows all.
+    :param write_prefix: every publisher writes to ``write_prefix`` + the contract topic
+        (:data:`STAGED_PREFIX` for a module on probation); subscriptions read the
+        contract topics. With a prefix, each publisher also holds an idle writer on
+        the contract topic, so that :meth:`retarget_writers` to ``""`` switches to
+        a writer the readers have long discovered (SDK-BUS-STAGED-003).
+    :raises ValueError: ``write_prefix`` has characters a topic name cannot have.
     """
 
     def __init__(
@@ -438,9 +511,14 @@ class Bus:
         provides: Iterable[str] | None = None,
         requires: Iterable[str] | None = None,
         uses: Iterable[str] = (),
+        write_prefix: str = "",
     ) -> None:
+        _check_prefix(module, write_prefix)
         self.transport = transport
         self.module = module
+        self._write_prefix = write_prefix
+        #: Serialises making publishers and moving them (retarget may come from any thread).
+        self._writers_lock = threading.RLock()
         self._provides = None if provides is None else frozenset(provides)
         may_read = None if requires is None else frozenset(requires) | frozenset(uses)
         self._requires = None if may_read is None or "*" in may_read else may_read
@@ -473,11 +551,90 @@ class Bus:
         spec = interface_spec(message_type)
         if self._provides is not None and spec.name not in self._provides:
             raise UndeclaredInterfaceError(module=self.module, interface=spec.name, direction="provides")
-        writer = self.transport.open_writer(self._channel(spec, history_depth))
-        self._announce(spec)
-        pub: Publisher[M] = Publisher(self, spec, writer, batch)
-        self._publishers[message_type] = pub
+        channel = self._channel(spec, history_depth)
+        with self._writers_lock:
+            existing = self._publishers.get(message_type)
+            if existing is not None:
+                return existing
+            prefix = self._write_prefix
+            writer = self.transport.open_writer(replace(channel, topic=prefix + channel.topic))
+            standby: FrameWriter | None = None
+            if prefix:
+                try:
+                    standby = self.transport.open_writer(channel)
+                except BaseException:
+                    writer.close()
+                    raise
+            self._announce(spec)
+            pub: Publisher[M] = Publisher(self, spec, writer, batch, channel=channel, standby=standby)
+            self._publishers[message_type] = pub
         return pub
+
+    @property
+    def write_prefix(self) -> str:
+        """The prefix every publisher of this bus writes under now (``""``: the contract topics)."""
+        return self._write_prefix
+
+    def retarget_writers(self, prefix: str) -> None:
+        """Move every publisher to ``prefix`` + its contract topic (``""``: promote a staged module).
+
+        Each publisher flushes its waiting batch to the old writer, switches to
+        the new one and closes the old (which still delivers what it holds to
+        its reliable readers). A message published before the switch goes to
+        the old topic, one published after it to the new one; none goes to
+        both, none is lost, and the sequence numbers and epoch continue, so a
+        reader that moves with the writer sees one stream. Safe from any
+        thread; publishers made later use ``prefix`` too.
+
+        :raises ValueError: ``prefix`` has characters a topic name cannot have.
+        :raises TransportError: a new writer cannot be opened (every publisher
+            then stays where it was), or a batch could not be flushed at the
+            switch (every publisher has moved).
+        """
+        _check_prefix(self.module, prefix)
+        with self._writers_lock:
+            if prefix == self._write_prefix:
+                return
+            moving = [pub for pub in self._publishers.values() if not pub.closed]
+            targets = self._open_targets(moving, prefix)
+            self._write_prefix = prefix
+            swapped = [pub._swap_writer(writer) for pub, writer in zip(moving, targets, strict=True)]
+        failed = self._close_retired(moving, swapped)
+        if failed is not None:
+            pub, error = failed
+            raise TransportError(
+                f"module {self.module}: moving the writer of {pub.spec.name} to topic "
+                f"{prefix + pub.spec.topic}: its waiting batch could not be written: {error}"
+            ) from error
+
+    def _open_targets(self, moving: list[Publisher[Any]], prefix: str) -> list[FrameWriter]:
+        """Open every new writer before moving any, so that a failure leaves all publishers where they were."""
+        targets: list[FrameWriter] = []
+        for pub in moving:
+            try:
+                targets.append(pub._open_on(prefix))
+            except HardpointError as e:
+                for done, writer in zip(moving, targets, strict=False):
+                    done._discard(writer)
+                raise TransportError(
+                    f"module {self.module}: cannot move the writer of {pub.spec.name} to topic "
+                    f"{prefix + pub.spec.topic} (every writer stays on prefix {self._write_prefix!r}): {e}"
+                ) from e
+        return targets
+
+    def _close_retired(
+        self, moving: list[Publisher[Any]], swapped: list[tuple[FrameWriter, BaseException | None]]
+    ) -> tuple[Publisher[Any], BaseException] | None:
+        """Close the writers the publishers left; the first flush error, if any, with its publisher."""
+        failed: tuple[Publisher[Any], BaseException] | None = None
+        for pub, (old, error) in zip(moving, swapped, strict=True):
+            try:
+                old.close()
+            except HardpointError as e:  # the move is done; a writer that fails to close is only logged
+                _log.warning("module %s: closing the old writer of %s failed: %s", self.module, pub.spec.name, e)
+            if error is not None and failed is None:
+                failed = (pub, error)
+        return failed
 
     def publish(self, message: Message, *, time_of_validity_ns: int | None = None) -> None:
         """Publish ``message`` through the publisher of its type (made on first use)."""
@@ -494,18 +651,27 @@ class Bus:
         with_info: bool = False,
         queue_depth: int = 1024,
         history_depth: int | None = None,
+        topic_prefix: str = "",
     ) -> Subscription[M]:
         """Subscribe to ``message_type``.
 
         :param callback: called as ``callback(msg)``, or ``callback(msg, info)``
             with ``with_info``; without a callback, use :meth:`Subscription.take`.
+        :param topic_prefix: read ``topic_prefix`` + the contract topic instead,
+            e.g. :data:`STAGED_PREFIX` to watch a staged module (the daemon's
+            health gate); the checks are the same.
         :raises UndeclaredInterfaceError: the module does not require this interface.
+        :raises ValueError: ``topic_prefix`` has characters a topic name cannot have.
         """
         spec = interface_spec(message_type)
         if self._requires is not None and spec.name not in self._requires:
             raise UndeclaredInterfaceError(module=self.module, interface=spec.name, direction="requires")
+        _check_prefix(self.module, topic_prefix)
+        channel = self._channel(spec, history_depth)
+        if topic_prefix:
+            channel = replace(channel, topic=topic_prefix + channel.topic)
         sub: Subscription[M] = Subscription(self, spec, callback, with_info, queue_depth)
-        sub._attach(self.transport.open_reader(self._channel(spec, history_depth), sub._on_frames))
+        sub._attach(self.transport.open_reader(channel, sub._on_frames))
         self._subscriptions.append(sub)
         return sub
 
@@ -556,7 +722,9 @@ class Bus:
 
     def close(self) -> None:
         """Flush and close every publisher and subscription (not the transport)."""
-        for pub in self._publishers.values():
+        with self._writers_lock:
+            publishers = list(self._publishers.values())
+        for pub in publishers:
             pub.close()
         for sub in list(self._subscriptions):
             sub.close()
@@ -597,4 +765,11 @@ class Bus:
                 qos=spec.qos.name,
                 descriptor_set=file_descriptor_set(spec.message_type.DESCRIPTOR),
             )
+        )
+
+
+def _check_prefix(module: str, prefix: str) -> None:
+    if not _PREFIX_CHARS.fullmatch(prefix):
+        raise ValueError(
+            f"module {module}: topic prefix {prefix!r} may only contain letters, digits and '_', '.', '/', '-'"
         )

@@ -76,8 +76,13 @@ class ModuleHost:
     :param adapters: hardware adapters by abstract name.
     :param node: name of the compute node, carried in the heartbeat.
     :param health_period_s: heartbeat period (``hardpoint.core.v1.ModuleHealth``); ``None`` for none.
+    :param write_prefix: run *staged*: every sample the module publishes, its
+        heartbeat included, goes to ``write_prefix`` + the contract topic
+        (:data:`hardpoint.STAGED_PREFIX`), while it reads the normal topics;
+        :meth:`promote` moves it onto the normal topics.
     :raises ManifestError: ``module.manifest`` is missing or invalid.
     :raises ModuleError: a hook implementation does not match its specification.
+    :raises ValueError: ``write_prefix`` is not a valid topic prefix.
     """
 
     def __init__(
@@ -89,6 +94,7 @@ class ModuleHost:
         adapters: Mapping[str, Any] | None = None,
         node: str = "",
         health_period_s: float | None = 1.0,
+        write_prefix: str = "",
     ) -> None:
         self.module = module
         self.transport = transport
@@ -99,6 +105,7 @@ class ModuleHost:
             provides=self.manifest.provides,
             requires=self.manifest.requires,
             uses=self.manifest.uses,
+            write_prefix=write_prefix,
         )
         self.bus.active = False
         self._pm = pluggy.PluginManager("hardpoint")
@@ -121,7 +128,7 @@ class ModuleHost:
         self._watch_reason = ""
         if health_period_s is not None:
             # The heartbeat is the SDK's, not the module's: it needs no manifest entry.
-            self._health_bus = Bus(transport, module=self.manifest.name)
+            self._health_bus = Bus(transport, module=self.manifest.name, write_prefix=write_prefix)
             transport.call_later(0.0, self.beat, period_s=health_period_s)
             transport.call_later(0.1, self._watch_providers, period_s=0.1)
 
@@ -159,6 +166,30 @@ class ModuleHost:
         from hardpoint._health import health_message
 
         self._health_bus.publish(health_message(self))
+
+    # -- staged publishing --------------------------------------------------------
+
+    @property
+    def staged(self) -> bool:
+        """True while the module's writers are on a prefixed topic (see ``write_prefix``)."""
+        return self.bus.write_prefix != ""
+
+    def promote(self) -> None:
+        """Move every writer of the module, heartbeat included, to the normal topics (SDK-BUS-STAGED-004).
+
+        Nothing the module publishes is lost or sent twice; a heartbeat goes out
+        on the normal topic at once. Does nothing when the module is not staged.
+        Call it on the dispatch thread (as the runtime does) so that no module
+        callback runs in the middle of the move.
+
+        :raises TransportError: a writer could not be moved (see :meth:`Bus.retarget_writers`).
+        """
+        if not self.staged and (self._health_bus is None or self._health_bus.write_prefix == ""):
+            return
+        self.bus.retarget_writers("")
+        if self._health_bus is not None:
+            self._health_bus.retarget_writers("")
+        self.beat()
 
     @staticmethod
     def manifest_of(module: object) -> Manifest:
