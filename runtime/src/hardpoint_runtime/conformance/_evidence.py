@@ -52,6 +52,7 @@ from hardpoint_runtime.update._errors import (
     EvidenceDigestError,
     EvidenceError,
     EvidenceFailingError,
+    EvidenceKeyError,
     EvidenceMalformedError,
     EvidenceMissingError,
     EvidenceNotCertifiedError,
@@ -568,7 +569,7 @@ def interface_set_version() -> dict[str, Any]:
 def load_trusted_keys(paths: Iterable[Path]) -> list[Key]:
     """Public keys (PEM, SubjectPublicKeyInfo: Ed25519, ECDSA or RSA) of trusted conformance signers.
 
-    :raises EvidenceError: a file cannot be read or holds no supported public key (the file is named).
+    :raises EvidenceKeyError: a file cannot be read or holds no supported public key (the file is named).
     """
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
@@ -578,16 +579,16 @@ def load_trusted_keys(paths: Iterable[Path]) -> list[Key]:
             public = load_pem_public_key(Path(path).read_bytes())
             keys.append(SSlibKey.from_crypto(public))
         except OSError as e:
-            raise EvidenceError(f"cannot read trusted key file {path}: {e.strerror or e}") from e
+            raise EvidenceKeyError(f"cannot read trusted key file {path}: {e.strerror or e}") from e
         except (ValueError, TypeError) as e:
-            raise EvidenceError(f"{path} is not a PEM public key of a supported type: {e}") from e
+            raise EvidenceKeyError(f"{path} is not a PEM public key of a supported type: {e}") from e
     return keys
 
 
 def load_signer(path: Path) -> CryptoSigner:
     """A signer from an unencrypted PEM (PKCS#8) private key file.
 
-    :raises EvidenceError: the file cannot be read or holds no supported private key.
+    :raises EvidenceKeyError: the file cannot be read or holds no supported private key.
     """
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
@@ -595,15 +596,15 @@ def load_signer(path: Path) -> CryptoSigner:
         private = load_pem_private_key(Path(path).read_bytes(), None)
         return CryptoSigner(private)
     except OSError as e:
-        raise EvidenceError(f"cannot read signing key file {path}: {e.strerror or e}") from e
+        raise EvidenceKeyError(f"cannot read signing key file {path}: {e.strerror or e}") from e
     except (ValueError, TypeError) as e:
-        raise EvidenceError(f"{path} is not an unencrypted PEM private key of a supported type: {e}") from e
+        raise EvidenceKeyError(f"{path} is not an unencrypted PEM private key of a supported type: {e}") from e
 
 
 def generate_key_pair(directory: Path, name: str = "conformance-signer") -> tuple[Path, Path, str]:
     """A new Ed25519 signer: ``<name>.pem`` (private, mode 0600) and ``<name>.pub.pem``; returns them and the key id.
 
-    :raises EvidenceError: either file exists already (keys are never overwritten).
+    :raises EvidenceKeyError: either file exists already (keys are never overwritten).
     """
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -611,7 +612,7 @@ def generate_key_pair(directory: Path, name: str = "conformance-signer") -> tupl
     private_file, public_file = directory / f"{name}.pem", directory / f"{name}.pub.pem"
     existing = [str(p) for p in (private_file, public_file) if p.exists()]
     if existing:
-        raise EvidenceError(f"refusing to overwrite existing key file {', '.join(existing)}")
+        raise EvidenceKeyError(f"refusing to overwrite existing key file {', '.join(existing)}")
     directory.mkdir(parents=True, exist_ok=True)
     private = Ed25519PrivateKey.generate()
     signer = CryptoSigner(private)

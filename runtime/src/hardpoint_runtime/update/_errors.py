@@ -23,7 +23,8 @@
             ├── EvidenceSignatureError     a trusted key's signature does not verify (tampered payload)
             ├── EvidenceDigestError        the evidence is for another wheel digest
             ├── EvidenceFailingError       a verdict is not a pass
-            └── EvidenceNotCertifiedError  the run was not certified (skips allowed)
+            ├── EvidenceNotCertifiedError  the run was not certified (skips allowed)
+            └── EvidenceKeyError           a signing or trusted key file cannot be used
 
 Each names the cause, the target (when there is one) and the TUF role, and
 keeps them as attributes; the python-tuf exception is chained as ``__cause__``.
@@ -37,6 +38,7 @@ __all__ = [
     "EvidenceDigestError",
     "EvidenceError",
     "EvidenceFailingError",
+    "EvidenceKeyError",
     "EvidenceMalformedError",
     "EvidenceMissingError",
     "EvidenceNotCertifiedError",
@@ -247,3 +249,9 @@ class EvidenceNotCertifiedError(EvidenceError):
     """The evidence records a relaxed run (skips allowed); the gate needs a certified one."""
 
     cause = "conformance evidence not certified"
+
+
+class EvidenceKeyError(EvidenceError):
+    """A conformance signing key or trusted public key file cannot be read or is not a supported key."""
+
+    cause = "conformance key unusable"
