@@ -26,12 +26,15 @@ from hardpoint._errors import ContractError
 
 __all__ = [
     "FieldRule",
+    "FieldViolation",
     "InterfaceSpec",
     "QosClass",
     "all_interfaces",
+    "field_violations",
     "file_descriptor_set",
     "interface_spec",
     "major_version",
+    "nested_field_rules",
 ]
 
 #: Protobuf packages of the platform interface set, scanned by :func:`all_interfaces`.
@@ -291,3 +294,141 @@ def all_interfaces() -> dict[str, InterfaceSpec]:
                 cls = getattr(module, descriptor.name)
                 found[descriptor.full_name] = interface_spec(cls)
     return dict(sorted(found.items()))
+
+
+# -- field rules of nested messages, and checking a message against them ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One value of a message that breaks a ``(hardpoint.core.v1.constraint)``."""
+
+    #: Where, with element indices: ``polygon.vertices[2].latitude_deg``.
+    path: str
+    #: The broken rule; its ``field`` is the dotted path without indices (``polygon.vertices.latitude_deg``).
+    rule: FieldRule
+    #: What the rule asks, in words (``must lie within [-90, 90] deg``).
+    reason: str
+    #: The offending value (``None`` for an absent field).
+    value: object
+
+    def requirement(self, interface_id: str) -> str:
+        """Requirement ID of the rule for an interface: ``IF-NAV-STATE-FIELD-POSITION.LATITUDE_DEG``."""
+        return f"{interface_id}-FIELD-{self.rule.field.upper()}"
+
+    def __str__(self) -> str:
+        return f"{self.path} = {self.value!r} {self.reason}"
+
+
+def _is_map_field(fd: FieldDescriptor) -> bool:
+    mt = fd.message_type
+    return mt is not None and bool(mt.GetOptions().map_entry)
+
+
+def nested_field_rules(descriptor: Descriptor, _stack: tuple[str, ...] = ()) -> tuple[FieldRule, ...]:
+    """Rules of ``descriptor``'s fields and of every nested message field, ``field`` a dotted path.
+
+    The same walk as ``scripts/gen_spec.py`` (which writes the ``-FIELD-<PATH>`` requirement
+    IDs): map fields and recursive message types are not entered.
+    """
+    rules = list(_field_rules(descriptor))
+    for fd in descriptor.fields:
+        sub = fd.message_type
+        if sub is None or _is_map_field(fd) or sub.full_name in (*_stack, descriptor.full_name):
+            continue
+        for rule in nested_field_rules(sub, (*_stack, descriptor.full_name)):
+            rules.append(
+                FieldRule(f"{fd.name}.{rule.field}", min=rule.min, max=rule.max, required=rule.required, unit=rule.unit)
+            )
+    return tuple(rules)
+
+
+def _required_reason(fd: FieldDescriptor) -> str:
+    if _is_repeated(fd):
+        return "must have at least one element"
+    if fd.type in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES):
+        return "must be non-empty"
+    if fd.type == FieldDescriptor.TYPE_MESSAGE:
+        return "must be present"
+    if fd.type == FieldDescriptor.TYPE_ENUM:
+        return "must not be the zero (UNSPECIFIED) value"
+    if fd.type == FieldDescriptor.TYPE_BOOL:
+        return "must be true"
+    return "must be non-zero"
+
+
+def _range_reason(rule: FieldRule) -> str:
+    unit = f" {rule.unit}" if rule.unit else ""
+    if rule.min is not None and rule.max is not None:
+        return f"must lie within [{rule.min:g}, {rule.max:g}]{unit}"
+    if rule.min is not None:
+        return f"must be at least {rule.min:g}{unit}"
+    return f"must be at most {rule.max:g}{unit}"
+
+
+def _present(message: Message, fd: FieldDescriptor) -> bool:
+    if _is_repeated(fd):
+        return len(getattr(message, fd.name)) > 0
+    if fd.type == FieldDescriptor.TYPE_MESSAGE:
+        return message.HasField(fd.name)
+    return bool(getattr(message, fd.name))
+
+
+def _out_of_range(value: object, rule: FieldRule) -> bool:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    import math
+
+    number = float(value)
+    if math.isnan(number):  # NaN lies within no range
+        return True
+    return (rule.min is not None and number < rule.min) or (rule.max is not None and number > rule.max)
+
+
+def _check_one(
+    message: Message, fd: FieldDescriptor, rule: FieldRule, path: str, top: FieldRule
+) -> list[FieldViolation]:
+    if rule.required and not _present(message, fd):
+        value = None if fd.type == FieldDescriptor.TYPE_MESSAGE else getattr(message, fd.name)
+        if _is_repeated(fd):
+            value = []
+        return [FieldViolation(path, top, _required_reason(fd), value)]
+    if rule.min is None and rule.max is None:
+        return []
+    values = list(getattr(message, fd.name)) if _is_repeated(fd) else [getattr(message, fd.name)]
+    return [
+        FieldViolation(f"{path}[{i}]" if _is_repeated(fd) else path, top, _range_reason(rule), v)
+        for i, v in enumerate(values)
+        if _out_of_range(v, rule)
+    ]
+
+
+def _walk(message: Message, prefix: str, dotted: str, stack: tuple[str, ...]) -> list[FieldViolation]:
+    descriptor = cast(Descriptor, message.DESCRIPTOR)
+    found: list[FieldViolation] = []
+    own = {rule.field: rule for rule in _field_rules(descriptor)}
+    for fd in descriptor.fields:
+        path, key = f"{prefix}{fd.name}", f"{dotted}{fd.name}"
+        rule = own.get(fd.name)
+        if rule is not None:
+            top = FieldRule(key, min=rule.min, max=rule.max, required=rule.required, unit=rule.unit)
+            found += _check_one(message, fd, rule, path, top)
+        sub = fd.message_type
+        if sub is None or _is_map_field(fd) or sub.full_name in (*stack, descriptor.full_name):
+            continue
+        # Rules of a nested message apply where that message is present (to each element of a repeated one).
+        if _is_repeated(fd):
+            for i, item in enumerate(getattr(message, fd.name)):
+                found += _walk(item, f"{path}[{i}].", f"{key}.", (*stack, descriptor.full_name))
+        elif message.HasField(fd.name):
+            found += _walk(getattr(message, fd.name), f"{path}.", f"{key}.", (*stack, descriptor.full_name))
+    return found
+
+
+def field_violations(message: Message) -> list[FieldViolation]:
+    """Every value of ``message`` that breaks a field constraint of its type or of a nested message.
+
+    Nested rules apply where their message is present; ``required`` follows the wording of
+    ``spec/interfaces.md`` (present, non-empty, non-zero, not UNSPECIFIED, at least one element).
+    """
+    return _walk(message, "", "", ())
