@@ -39,14 +39,24 @@ def test_a_valid_message_has_no_violation() -> None:
 @pytest.mark.parametrize(
     ("change", "path", "requirement", "reason"),
     [
-        (lambda m: setattr(m.position, "latitude_deg", 90.5), "position.latitude_deg", "POSITION.LATITUDE_DEG", "within"),
+        (
+            lambda m: setattr(m.position, "latitude_deg", 90.5),
+            "position.latitude_deg",
+            "POSITION.LATITUDE_DEG",
+            "within",
+        ),
         (lambda m: setattr(m.attitude, "yaw_rad", math.nan), "attitude.yaw_rad", "ATTITUDE.YAW_RAD", "within"),
         (lambda m: setattr(m, "platform_id", ""), "platform_id", "PLATFORM_ID", "non-empty"),
         (lambda m: m.ClearField("position"), "position", "POSITION", "must be present"),
         (lambda m: setattr(m, "fix_quality", 0), "fix_quality", "FIX_QUALITY", "UNSPECIFIED"),
-        (lambda m: setattr(m.accuracy, "velocity_std_mps", -1.0), "accuracy.velocity_std_mps", "ACCURACY.VELOCITY_STD_MPS", "at least 0"),
+        (
+            lambda m: setattr(m.accuracy, "velocity_std_mps", -1.0),
+            "accuracy.velocity_std_mps",
+            "ACCURACY.VELOCITY_STD_MPS",
+            "at least 0",
+        ),
     ],
-)  # fmt: skip
+)
 def test_each_broken_value_is_named_with_its_path_and_requirement(
     change: object, path: str, requirement: str, reason: str
 ) -> None:
