@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from tufkit import Wheels, module_manifest, republish_snapshot, signer_for, writ
 from typer.testing import CliRunner, Result
 
 from hardpoint_runtime.cli import app
-from hardpoint_runtime.update import MetadataVerificationError, UpdateClient, UpdateRepository
+from hardpoint_runtime.update import MetadataExpiredError, MetadataVerificationError, UpdateClient, UpdateRepository
 
 runner = CliRunner()
 
@@ -189,3 +191,80 @@ def test_help_does_not_import_tuf() -> None:
     code = "import sys, hardpoint_runtime.cli; print(sorted(m for m in sys.modules if m.split('.')[0] == 'tuf'))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- metadata expiry
+
+
+def _expires(shown: dict[str, Any], role: str) -> datetime:
+    return datetime.fromisoformat(shown["roles"][role]["expires"])
+
+
+def _close_to(when: datetime, delta: timedelta) -> bool:
+    """``when`` is ``delta`` from now, give or take a minute (the test may run slowly)."""
+    return abs(when - (datetime.now(UTC) + delta)) < timedelta(minutes=1)
+
+
+def test_init_expires_in_sets_each_roles_validity(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    cli("init", repo, "--expires-in", "timestamp=2h", "--expires-in", "snapshot=3d", "--expires-in", "root=4w")
+    shown = cli_json("show", repo)
+    assert _close_to(_expires(shown, "timestamp"), timedelta(hours=2))
+    assert _close_to(_expires(shown, "snapshot"), timedelta(days=3))
+    assert _close_to(_expires(shown, "root"), timedelta(weeks=4))
+    assert _close_to(_expires(shown, "targets"), timedelta(days=90))  # the default
+
+
+def test_publish_expires_in_sets_the_supplier_snapshot_and_timestamp_validity(made: Made, wheels: Wheels) -> None:
+    cli("publish", made.repo, "acme", wheels.v2, "--keys", made.keys, "--keys", made.acme_keys,
+        "--expires-in", "acme=2d", "--expires-in", "timestamp=30m")  # fmt: skip
+    shown = cli_json("show", made.repo)
+    assert _close_to(_expires(shown, "acme"), timedelta(days=2))
+    assert _close_to(_expires(shown, "timestamp"), timedelta(minutes=30))
+    assert _close_to(_expires(shown, "snapshot"), timedelta(days=7))
+
+
+def test_bump_renews_an_expired_timestamp_and_platforms_accept_it_again(made: Made, tmp_path: Path) -> None:
+    root = (made.repo / "metadata" / "1.root.json").read_bytes()
+    bumped = cli_json("bump", made.repo, "timestamp", "--expires-in", "2s", "--keys", made.keys)
+    assert list(bumped["bumped"]) == ["timestamp"]
+    with _client(made, tmp_path, trusted_root=root) as client:
+        client.refresh()
+    time.sleep(3.5)  # the timestamp (whole seconds) is now past its expiry
+    with _client(made, tmp_path) as client, pytest.raises(MetadataExpiredError, match="role 'timestamp'"):
+        client.refresh()
+    text = cli("bump", made.repo, "--keys", made.keys).stdout  # ROLE defaults to timestamp, expiry to 1 d
+    assert text.startswith("re-signed timestamp as version ")
+    assert _close_to(_expires(cli_json("show", made.repo), "timestamp"), timedelta(days=1))
+    with _client(made, tmp_path) as client:
+        client.refresh()
+        assert client.fetch_target(made.target).version == "1.0"
+
+
+def test_bump_snapshot_and_a_supplier_role_sign_new_versions(made: Made) -> None:
+    before = cli_json("show", made.repo)["roles"]
+    bumped = cli_json("bump", made.repo, "snapshot", "--expires-in", "3d", "--keys", made.keys)["bumped"]
+    assert list(bumped) == ["snapshot", "timestamp"]
+    assert bumped["snapshot"]["version"] == before["snapshot"]["version"] + 1
+    assert bumped["timestamp"]["version"] == before["timestamp"]["version"] + 1
+    assert _close_to(datetime.fromisoformat(bumped["snapshot"]["expires"]), timedelta(days=3))
+    acme = cli_json("bump", made.repo, "acme", "--expires-in", "12h", "--keys", made.keys, "--keys", made.acme_keys)
+    assert acme["bumped"]["acme"]["version"] == before["acme"]["version"] + 1
+    assert _close_to(datetime.fromisoformat(acme["bumped"]["acme"]["expires"]), timedelta(hours=12))
+
+
+def test_bad_expiry_options_exit_1_naming_the_cause(made: Made, tmp_path: Path, wheels: Wheels) -> None:
+    new = tmp_path / "new"
+    assert "write ROLE=DURATION" in failed("init", new, "--expires-in", "1d")
+    assert "'3x' is not a duration" in failed("init", new, "--expires-in", "timestamp=3x")
+    assert "must be more than zero" in failed("init", new, "--expires-in", "timestamp=0s")
+    assert "role 'acme' is not one this command signs" in failed("init", new, "--expires-in", "acme=1d")
+    assert not new.exists()  # nothing was created
+    keys = ["--keys", str(made.keys), "--keys", str(made.acme_keys)]
+    assert "role 'targets' is not one this command signs (acme, snapshot, timestamp)" in failed(
+        "publish", made.repo, "acme", wheels.v2, *keys, "--expires-in", "targets=1d"
+    )
+    assert "rotate-key root" in failed("bump", made.repo, "root", *keys)
+    assert "no role 'zeta'" in failed("bump", made.repo, "zeta", *keys)
+    assert "--expires-in: 'soon' is not a duration" in failed("bump", made.repo, "--expires-in", "soon", *keys)
+    assert "found 0 of the 1 private keys" in failed("bump", made.repo, "acme", "--keys", made.keys)

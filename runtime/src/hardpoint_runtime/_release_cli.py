@@ -13,9 +13,11 @@ Import-light like the rest of the CLI: python-tuf is loaded only inside the comm
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -41,6 +43,16 @@ KeysOption = Annotated[
     ),
 ]
 _TOP_LEVEL = ("root", "targets", "snapshot", "timestamp")
+ExpiresOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--expires-in",
+        metavar="ROLE=DURATION",
+        help="How long ROLE's new metadata stays valid, e.g. timestamp=1d, snapshot=12h (units s m h d w; repeatable).",
+    ),
+]
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def _fail(message: str) -> NoReturn:
@@ -65,6 +77,40 @@ def _default_keys(repo_dir: Path) -> Path:
 
 def _key_dirs(repo_dir: Path, keys: list[Path] | None) -> list[Path]:
     return list(keys) if keys else [_default_keys(repo_dir)]
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30s``, ``15m``, ``12h``, ``7d``, ``2w`` as a positive :class:`timedelta`. :raises ValueError: anything else."""
+    match = _DURATION_RE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration: write a number and a unit s, m, h, d or w (e.g. 12h, 7d)")
+    seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"duration {text!r} must be more than zero")
+    return timedelta(seconds=seconds)
+
+
+def _expiry_options(values: list[str] | None, allowed: list[str]) -> dict[str, timedelta]:
+    """``ROLE=DURATION`` options by role; a role outside ``allowed`` or a bad duration ends the command."""
+    out: dict[str, timedelta] = {}
+    for value in values or []:
+        role, sep, duration = value.partition("=")
+        role = role.strip()
+        if not sep or not role:
+            _fail(f"--expires-in {value!r}: write ROLE=DURATION, e.g. timestamp=1d")
+        if role not in allowed:
+            _fail(f"--expires-in {value!r}: role {role!r} is not one this command signs ({', '.join(allowed)})")
+        try:
+            out[role] = parse_duration(duration)
+        except ValueError as e:
+            _fail(f"--expires-in {value!r}: {e}")
+    return out
+
+
+def _deadlines(durations: dict[str, timedelta]) -> dict[str, datetime]:
+    """Expiry dates from now, whole seconds (as TUF metadata stores them)."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    return {role: now + duration for role, duration in durations.items()}
 
 
 @contextmanager
@@ -142,10 +188,19 @@ def init(
         int, typer.Option("--online-threshold", min=1, help="Threshold of snapshot and timestamp.")
     ] = 1,
     online_key_count: Annotated[int | None, typer.Option("--online-key-count")] = None,
+    expires_in: ExpiresOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Create an update repository: new keys and version 1 of root, targets, snapshot and timestamp."""
-    from hardpoint_runtime.update import UpdateRepository
+    """Create an update repository: new keys and version 1 of root, targets, snapshot and timestamp.
+
+    Default validity: root 365 d, targets 90 d, snapshot 7 d, timestamp 1 d; --expires-in changes it
+    for this first version (later versions are signed with the defaults or their own --expires-in).
+    """
+    from dataclasses import replace
+
+    from hardpoint_runtime.update import Expiry, UpdateRepository
+
+    expiry = replace(Expiry(), **_expiry_options(expires_in, list(_TOP_LEVEL)))
 
     keys_dir = keys or _default_keys(repo_dir)
     thresholds = {
@@ -166,7 +221,12 @@ def init(
     }
     with _errors():
         repo = UpdateRepository.create(
-            repo_dir, keys_dir=keys_dir, root_keys_dir=root_keys, thresholds=thresholds, key_counts=counts
+            repo_dir,
+            keys_dir=keys_dir,
+            root_keys_dir=root_keys,
+            thresholds=thresholds,
+            key_counts=counts,
+            expiry=expiry,
         )
     info = _describe(repo)
     out = {
@@ -243,6 +303,7 @@ def publish(
         Path | None,
         typer.Option("--evidence", help="Signed conformance evidence (evidence.dsse.json) to carry in the target."),
     ] = None,
+    expires_in: ExpiresOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Publish a module wheel under <SUPPLIER>/<module>/<file>, its manifest in the target's custom metadata."""
@@ -251,9 +312,10 @@ def publish(
     if wheel.suffix != ".whl":
         _fail(f"{wheel} is not a wheel (.whl)")
     envelope = _read_evidence(evidence) if evidence is not None else None
+    durations = _expiry_options(expires_in, [supplier, "snapshot", "timestamp"])
     with _errors():
         repo = _open(repo_dir, _key_dirs(repo_dir, keys))
-        path = repo.publish(supplier, wheel, evidence=envelope)
+        path = repo.publish(supplier, wheel, evidence=envelope, expires=_deadlines(durations) or None)
     info = repo.role(supplier).signed.targets[path]
     hardpoint = info.custom.get("hardpoint", {})
     out = {
@@ -345,6 +407,56 @@ def revoke_key(
         _print_json(out)
         return
     _say(f"revoked key {keyid} of supplier {supplier}; remaining: {', '.join(current)}")
+
+
+@release_app.command()
+def bump(
+    repo_dir: RepoArg,
+    role: Annotated[
+        str, typer.Argument(help="timestamp (default), snapshot (and timestamp), targets or a supplier.")
+    ] = "timestamp",
+    *,
+    expires_in: Annotated[
+        str | None,
+        typer.Option(
+            "--expires-in", metavar="DURATION", help="New validity of ROLE, e.g. 1d, 12h. Default: the role's."
+        ),
+    ] = None,
+    keys: KeysOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Re-sign ROLE unchanged with a new expiry (the routine job before metadata expires).
+
+    A new snapshot and timestamp follow, so platforms see the new version; bumping the timestamp
+    needs only the timestamp key (the online key kept on the repository host).
+    """
+    duration = None
+    if expires_in is not None:
+        try:
+            duration = parse_duration(expires_in)
+        except ValueError as e:
+            _fail(f"--expires-in: {e}")
+    with _errors():
+        repo = _open(repo_dir, _key_dirs(repo_dir, keys))
+        if role == "root":
+            _fail("root is re-signed by 'hardpoint release rotate-key root' (it needs the offline root keys)")
+        if role not in _TOP_LEVEL and role not in repo.suppliers:
+            _fail(f"no role {role!r} in {repo_dir} (roles: {[*_TOP_LEVEL, *repo.suppliers]})")
+        expires = _deadlines({role: duration})[role] if duration is not None else None
+        if role == "timestamp":
+            repo.bump_timestamp(expires=expires)
+        elif role == "snapshot":
+            repo.bump_snapshot(expires=expires)
+        else:
+            repo.commit([role], expires={role: expires} if expires is not None else None)
+        info = _describe(repo)
+    changed = list(dict.fromkeys([role, "snapshot", "timestamp"] if role != "timestamp" else [role]))
+    out = {"bumped": {r: info["roles"][r] for r in changed}}
+    if json_out:
+        _print_json(out)
+        return
+    for name, entry in out["bumped"].items():
+        _say(f"re-signed {name} as version {entry['version']}, expires {entry['expires']}")
 
 
 @release_app.command()
