@@ -25,10 +25,14 @@ requires) for the whole test session, in memory and on disk under ``tmp_dir``.
 
 from __future__ import annotations
 
+import fcntl
+import itertools
 import json
+import os
 import re
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 from collections.abc import Sequence
@@ -41,8 +45,11 @@ __all__ = [
     "MODULE",
     "PRIMARY_INTERFACE",
     "SUPPLIER",
+    "Domain",
+    "allocate_domain",
     "build_module_wheel",
     "module_manifest",
+    "worker_pids",
 ]
 
 MODULE: Final = "beacon"
@@ -270,3 +277,59 @@ def _build(
         raise RuntimeError(f"building {name} {version} ({behaviour}) failed:\n{done.stdout}\n{done.stderr}")
     (wheel,) = out.glob(f"{package}-{version}-*.whl")
     return wheel
+
+
+# ----- platform helpers for the update tests (DDS domains shared with the integration suites' lock folder)
+
+
+class Domain:
+    """A DDS domain id held (by a lock file) until :meth:`release`."""
+
+    def __init__(self, domain_id: int, lock: Any) -> None:
+        self.id = domain_id
+        self._lock = lock
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+_domain_counter = itertools.count()
+
+
+def allocate_domain() -> Domain:
+    """A DDS domain id (1..230) no other test holds now: the lock folder of ``tests/runtime_integration``."""
+    lock_dir = Path(tempfile.gettempdir()) / "hardpoint-it-domains"
+    lock_dir.mkdir(exist_ok=True)
+    start = os.getpid() * 41 + next(_domain_counter) * 11 + 5
+    for i in range(230):
+        domain_id = 1 + (start + i) % 230
+        lock = open(lock_dir / f"{domain_id}.lock", "w")  # noqa: SIM115 - held until release()
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        return Domain(domain_id, lock)
+    raise RuntimeError("every DDS domain id of the integration tests is in use on this machine")
+
+
+def worker_pids(domain_id: int, module: str | None = None) -> list[int]:
+    """Live module worker processes of ``domain_id`` (by the JSON spec in their command line)."""
+    marker = f'"domain_id": {domain_id},'
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            status = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if ") Z " in status or "hardpoint_runtime._worker" not in line or marker not in line:
+            continue
+        if module is not None and f'"module": "{module}"' not in line:
+            continue
+        found.append(int(entry.name))
+    return sorted(found)

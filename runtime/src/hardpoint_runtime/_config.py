@@ -52,6 +52,7 @@ __all__ = [
     "PlatformSection",
     "SupervisionSection",
     "TomlLocator",
+    "UpdateSection",
     "format_loc",
     "load_config",
     "parse_config",
@@ -269,6 +270,58 @@ class SupervisionSection(_Model):
         return self
 
 
+class UpdateSection(_Model):
+    """``[update]``: where signed module releases come from and how a new version is judged.
+
+    Exactly one source: an HTTP mirror (``url``) or a directory (``directory``, removable media).
+    See ``spec/update.md`` (UPD-CFG-*).
+    """
+
+    #: Base URL of the repository (``<url>metadata/`` and ``<url>targets/``); loopback or an operator's mirror.
+    url: str | None = None
+    #: A copy of the repository in a directory (``metadata/`` and ``targets/``), for air-gapped platforms.
+    directory: ConfigPath | None = None
+    #: The initial trusted root (``root.json``) the platform authority handed over; needed once.
+    trusted_root: ConfigPath | None = None
+    #: Trusted TUF metadata kept between runs; default ``<state_dir>/update/metadata``.
+    metadata_dir: ConfigPath | None = None
+    #: Verified downloads; default ``<state_dir>/update/downloads``.
+    download_dir: ConfigPath | None = None
+    #: Time a staged version gets to be healthy and publish every provided interface.
+    gate_timeout_s: float = Field(default=20.0, gt=0)
+    #: Time the new version is watched after the switch before the old one is stopped.
+    probation_s: float = Field(default=10.0, ge=0)
+    #: Restarts of the new version tolerated during probation (one more rolls back).
+    probation_restarts: int = Field(default=0, ge=0)
+    #: Refuse a release whose signed conformance evidence is missing or not acceptable (issue 6).
+    require_evidence: bool = False
+    #: Public keys (files) whose signatures on conformance evidence are trusted.
+    conformance_keys: tuple[ConfigPath, ...] = ()
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and re.match(r"^https?://[^/\s]+(/\S*)?$", value) is None:
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value if value is None or value.endswith("/") else value + "/"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        problems: list[tuple[Loc, str]] = []
+        if (self.url is None) == (self.directory is None):
+            which = "both are set" if self.url is not None else "neither is set"
+            problems.append((("url",), f"give exactly one of update.url and update.directory ({which})"))
+        if self.trusted_root is not None and not self.trusted_root.is_file():
+            problems.append((("trusted_root",), f"file not found: {self.trusted_root}"))
+        if self.require_evidence and not self.conformance_keys:
+            problems.append((("conformance_keys",), "required when require_evidence is true: no key to trust"))
+        for i, key in enumerate(self.conformance_keys):
+            if not key.is_file():
+                problems.append((("conformance_keys", i), f"file not found: {key}"))
+        _raise_if(problems)
+        return self
+
+
 class ModuleEntry(_Model):
     """One ``[[modules]]`` entry: a module the platform runs."""
 
@@ -321,6 +374,8 @@ class PlatformConfig(_Model):
     metrics: MetricsSection = Field(default_factory=MetricsSection)
     supervision: SupervisionSection = Field(default_factory=SupervisionSection)
     dds: DdsSection = Field(default_factory=DdsSection)
+    #: Signed updates; None when the platform takes none.
+    update: UpdateSection | None = None
     modules: tuple[ModuleEntry, ...] = ()
     adapters: dict[Annotated[str, Field(pattern=_ADAPTER_NAME)], AdapterBinding] = Field(default_factory=dict)
 

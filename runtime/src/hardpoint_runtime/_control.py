@@ -8,12 +8,15 @@ sockets, and a fake control can back servicer tests.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 __all__ = [
     "EventRecord",
+    "UpdateOffer",
+    "UpdateProgress",
+    "UpdateRecord",
     "ModuleStatus",
     "PlatformControl",
     "PlatformHealth",
@@ -94,6 +97,59 @@ class TopicInfo:
     nominal_rate_hz: float
 
 
+@dataclass(frozen=True, slots=True)
+class UpdateOffer:
+    """A module release the update repository offers this platform (``hardpoint update check``)."""
+
+    module: str
+    installed_version: str  #: the active version, "" when none is installed
+    available_version: str  #: the newest signed version ("" when the repository has none)
+    supplier: str
+    target: str  #: TUF target path, ``<supplier>/<module>/<wheel file>``
+    length: int  #: payload size in bytes, as signed
+    #: ``available`` (newer than installed), ``current`` (nothing newer) or ``refused`` (see reason).
+    status: str
+    #: Why refused: names the cause, the module, the interface or the TUF role.
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateProgress:
+    """One progress report of an update in flight (download bytes, then the steps of activation)."""
+
+    module: str
+    #: Journal step: requested, downloaded, installed, staged, gate_passed, switched, probation_passed,
+    #: committed; or rolled_back / refused.
+    step: str
+    done: int  #: bytes downloaded, or seconds of the gate or probation window elapsed
+    total: int  #: bytes to download, or the window length in seconds (0 when unknown)
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateRecord:
+    """One update attempt as the journal keeps it (``hardpoint update status|history``)."""
+
+    id: int
+    module: str
+    from_version: str  #: "" for a first install
+    to_version: str
+    step: str  #: the last journal step reached
+    #: ``in_progress``, ``committed``, ``rolled_back``, ``refused`` or ``interrupted`` (daemon died; recovered).
+    outcome: str
+    #: Short cause class of a refusal or rollback: the error class (``TamperedTargetError``,
+    #: ``UnmetRequirementError``, ``EvidenceError``...) or the gate failure (``crashed``, ``never_healthy``,
+    #: ``stopped_publishing``, ``restart_budget``, ``operator``); "" when committed.
+    cause: str
+    role: str  #: the TUF role a refusal is about, "" otherwise
+    reason: str  #: the full message (names cause, module, interface or role)
+    started_ns: int
+    finished_ns: int  #: 0 while in progress
+    #: Time from the old version's last sample to the new version's first one on the bus, as the daemon
+    #: measured it at the switch; negative when there was no switch.
+    switch_gap_ms: float = -1.0
+
+
 class PlatformControl(Protocol):
     """The operations of the management API."""
 
@@ -122,4 +178,38 @@ class PlatformControl(Protocol):
 
     def reload(self) -> list[str]:
         """Re-read the configuration and resolve again; returns what changed. :raises ValueError: invalid config."""
+        ...
+
+    # -- signed updates (hardpoint_runtime.update) --------------------------------------
+
+    def update_check(self) -> list[UpdateOffer]:
+        """Refresh the signed metadata and list what the repository offers each configured module.
+
+        :raises UpdateError: the repository could not be trusted (the error names cause and role).
+        """
+        ...
+
+    def update_apply(
+        self, module: str, version: str | None = None, *, progress: Callable[[UpdateProgress], None] | None = None
+    ) -> UpdateRecord:
+        """Verify, install side by side, stage, gate, switch and watch ``module`` at ``version`` (newest if None).
+
+        Returns the finished record (``committed``, ``rolled_back`` or ``refused``); a refusal or rollback
+        is a normal outcome, not an exception. :raises KeyError: no such module on the platform.
+        """
+        ...
+
+    def update_status(self) -> list[UpdateRecord]:
+        """Updates in progress now."""
+        ...
+
+    def update_history(self, module: str | None = None, limit: int = 100) -> list[UpdateRecord]:
+        """Past and present update attempts, newest first."""
+        ...
+
+    def update_rollback(self, module: str) -> UpdateRecord:
+        """Return ``module`` to the version it ran before its last committed update (still installed).
+
+        :raises KeyError: unknown module. :raises ValueError: there is no earlier version to return to.
+        """
         ...

@@ -18,13 +18,22 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hardpoint_runtime._control import EventRecord, ModuleStatus, PlatformHealth, TopicInfo, UnmetRequirement
+from hardpoint_runtime._control import (
+    EventRecord,
+    ModuleStatus,
+    PlatformHealth,
+    TopicInfo,
+    UnmetRequirement,
+    UpdateOffer,
+    UpdateProgress,
+    UpdateRecord,
+)
 from hardpoint_runtime._policy import RestartPolicy
 from hardpoint_runtime._process import ModuleProcess, WorkerError, describe_exit
 
@@ -70,6 +79,7 @@ class _Module:
     restart_at: float | None = None
     last_beat: float = -1.0
     beat_state: str = ""
+    beat_version: str = ""
     counters: dict[str, int] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -101,6 +111,7 @@ class Daemon:
         self._metrics: Any = None
         self._topics: Any = None
         self.store: Any = None
+        self._updater: Any = None
 
     # -- start and stop ----------------------------------------------------------------
 
@@ -113,6 +124,7 @@ class Daemon:
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = StateStore(self.state_dir / "state.db")
+        self._recover_updates()
         self._resolve()
         self._open_bus()
         self.event("daemon_started", detail={"node": self.node, "platform": self.config.platform.name})
@@ -174,7 +186,8 @@ class Daemon:
             m = old.get(entry.name) or _Module(entry.name, node, node == self.node)
             m.node, m.local, m.entry = node, node == self.node, entry
             self._apply_policy(m)
-            dist, why = pick_version(entry.name, entry.version, installed)
+            pinned = self.store.pinned_version(entry.name) if self.store is not None else None
+            dist, why = pick_version(entry.name, entry.version, installed, pinned=pinned)
             # Where an error about this entry points: its version when other versions are installed.
             fields[entry.name] = "version" if dist is None and entry.version and installed.get(entry.name) else "name"
             manifest = None
@@ -261,7 +274,8 @@ class Daemon:
         from hardpoint.core.v1 import health_pb2
 
         m = self.modules.get(beat.module)
-        if m is None:
+        if m is None or not _same_version(beat.version, m.version):
+            # During an update's probation the old version is kept (inactive) and still beats: not this one.
             return
         state = health_pb2.LifecycleState.Name(beat.lifecycle_state).removeprefix("LIFECYCLE_STATE_").lower()
         status = health_pb2.HealthStatus.Name(beat.status).removeprefix("HEALTH_STATUS_").lower()
@@ -270,6 +284,7 @@ class Daemon:
         m.beat_state = state
         m.health = status
         m.counters = dict(beat.counters)
+        m.beat_version = beat.version
         if not m.local:
             m.state, m.version = state, beat.version or m.version
         if status != "ok" and beat.reason:
@@ -278,11 +293,15 @@ class Daemon:
     # -- supervision ---------------------------------------------------------------------
 
     def _spec(self, m: _Module) -> dict[str, Any]:
+        return self.worker_spec(m, m.dist)
+
+    def worker_spec(self, m: _Module, dist: Any) -> dict[str, Any]:
+        """The worker spec of ``m`` running distribution ``dist`` (the updater starts a new version with it)."""
         adapters = {name: {"driver": b.driver, "config": dict(b.config)} for name, b in self.config.adapters.items()}
         return {
             "module": m.name,
-            "entry_point": m.dist.entry_point,
-            "paths": [m.dist.path] if m.dist.path else [],
+            "entry_point": dist.entry_point,
+            "paths": [dist.path] if dist.path else [],
             "domain_id": self.domain_id,
             "dds_config": self.dds_config,
             "node": self.node,
@@ -304,6 +323,10 @@ class Daemon:
             with m.lock:
                 if m.process is not None and m.state == "unconfigured":
                     self._drive(m, m.target)
+
+    def spawn(self, m: _Module) -> None:
+        """Start ``m`` again from its record (the updater, returning to an old version whose process is gone)."""
+        self._spawn(m)
 
     def _spawn(self, m: _Module) -> None:
         """Start m's worker and drive it to its target state; on failure, treat it as a death."""
@@ -570,6 +593,72 @@ class Daemon:
         self.event("config_reloaded", detail={"changes": "; ".join(changes) or "none"})
         return changes
 
+    # -- signed updates (the work is in _updater.py) ------------------------------------------
+
+    @property
+    def bus(self) -> Any:
+        """The daemon's own bus (the update gate watches staged topics on it)."""
+        return self._bus
+
+    def _recover_updates(self) -> None:
+        from hardpoint_runtime._updater import recover_on_start
+        from hardpoint_runtime.update._install import sweep_partials
+
+        sweep_partials(self.state_dir / "modules")
+        recover_on_start(self.store, self.event)
+
+    def resolution_inputs(self) -> tuple[list[Any], dict[str, Any]]:
+        """The candidates (configured modules with their running manifests) and interface set, for the pre-check."""
+        from hardpoint import Manifest, all_interfaces
+        from hardpoint_runtime._resolve import Candidate, InterfaceInfo
+
+        candidates = []
+        for name, m in self.modules.items():
+            manifest = None
+            if m.dist is not None and m.version:
+                manifest = Manifest(
+                    name=name, version=m.version, supplier=m.supplier or "-", provides=m.provides,
+                    requires=m.requires,
+                )  # fmt: skip
+            candidates.append(Candidate(name=name, node=m.node, manifest=manifest, reason_missing=m.reason))
+        interfaces = {n: InterfaceInfo(name=n, single_writer=s.single_writer) for n, s in all_interfaces().items()}
+        return candidates, interfaces
+
+    def _update(self) -> Any:
+        if self._updater is None:
+            from hardpoint_runtime._updater import Updater
+
+            self._updater = Updater(self, self.config.update)
+        return self._updater
+
+    def update_check(self) -> list[UpdateOffer]:
+        result: list[UpdateOffer] = self._update().check()
+        return result
+
+    def update_apply(
+        self, module: str, version: str | None = None, *, progress: Callable[[UpdateProgress], None] | None = None
+    ) -> UpdateRecord:
+        if module not in self.modules:
+            raise KeyError(f"no module {module!r} on platform {self.config.platform.name!r}")
+        record: UpdateRecord = self._update().apply(module, version, progress)
+        return record
+
+    def update_status(self) -> list[UpdateRecord]:
+        from hardpoint_runtime._updater import to_record
+
+        return [to_record(e) for e in self.store.journal(in_progress=True)]
+
+    def update_history(self, module: str | None = None, limit: int = 100) -> list[UpdateRecord]:
+        from hardpoint_runtime._updater import to_record
+
+        return [to_record(e) for e in self.store.journal(module=module, limit=limit)]
+
+    def update_rollback(self, module: str) -> UpdateRecord:
+        if module not in self.modules:
+            raise KeyError(f"no module {module!r} on platform {self.config.platform.name!r}")
+        record: UpdateRecord = self._update().rollback(module)
+        return record
+
     # -- management endpoint -------------------------------------------------------------------
 
     def _serve_management(self) -> None:
@@ -586,6 +675,18 @@ class Daemon:
         """Block until :meth:`stop` is called or a signal arrives."""
         while not self._stop.wait(0.5):
             pass
+
+
+def _same_version(beat: str, ours: str) -> bool:
+    """True when a heartbeat's version is the one the daemon runs (or either is unknown)."""
+    if not beat or not ours:
+        return True
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(beat) == Version(ours)
+    except InvalidVersion:
+        return beat == ours
 
 
 class JsonFormatter(logging.Formatter):

@@ -46,10 +46,15 @@ def _entry_points(paths: Iterable[str]) -> list[tuple[md.EntryPoint, md.Distribu
 
 
 def store_paths(store: Path) -> list[str]:
-    """Every ``lib`` directory in the module store, oldest version first."""
+    """Every ``lib`` directory in the module store, oldest version first.
+
+    Hidden directories (an install in progress, ``.partial-*``) are never selected.
+    """
     if not store.is_dir():
         return []
-    return sorted(str(p) for p in store.glob("*/*/lib") if p.is_dir())
+    return sorted(
+        str(p) for p in store.glob("*/*/lib") if p.is_dir() and not any(part.startswith(".") for part in p.parts[-3:])
+    )
 
 
 def find_modules(extra_paths: Iterable[str] = ()) -> dict[str, list[ModuleDistribution]]:
@@ -78,14 +83,24 @@ def _version_key(version: str) -> Version:
 
 
 def pick_version(
-    name: str, constraint: str, installed: Mapping[str, list[ModuleDistribution]]
+    name: str, constraint: str, installed: Mapping[str, list[ModuleDistribution]], *, pinned: str | None = None
 ) -> tuple[ModuleDistribution | None, str]:
-    """The newest installed version of ``name`` that satisfies ``constraint``, or ``None`` and why not."""
+    """The version of ``name`` to run, or ``None`` and why not.
+
+    The pinned (active) version when it is installed and satisfies ``constraint``; else the newest
+    installed version that satisfies it. ``pinned == ""`` (an interrupted first install) picks none.
+    """
     try:
         spec = SpecifierSet(constraint)
     except InvalidSpecifier:
         return None, f"version constraint {constraint!r} is not a PEP 440 specifier"
     candidates = installed.get(name, [])
+    if pinned == "":
+        return None, f"module {name!r} has no active version: its first install was not completed (apply it again)"
+    if pinned is not None:
+        for dist in candidates:
+            if _version_key(dist.version) == _version_key(pinned) and _version_key(dist.version) in spec:
+                return dist, ""
     for dist in candidates:
         if _version_key(dist.version) in spec:
             return dist, ""

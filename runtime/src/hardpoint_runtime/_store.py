@@ -28,9 +28,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
 from hardpoint_runtime._errors import StateError
+
+if TYPE_CHECKING:
+    from hardpoint_runtime.update._journal import JournalEntry
 
 __all__ = [
     "DEFAULT_TARGET",
@@ -48,7 +51,7 @@ STATE_DB_NAME: Final = "state.db"
 #: Target state of a module whose record a restart or a failure creates (no set_target before).
 DEFAULT_TARGET: Final = "active"
 #: Schema version this runtime writes; ``PRAGMA user_version`` of a current database.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 #: Lifecycle state an operator or the configuration wants a module in.
 TargetState = Literal["unconfigured", "inactive", "active", "finalized"]
@@ -130,8 +133,47 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX events_by_module ON events (module, id)")
 
 
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """Signed updates: the active version of each module (the pin) and the update journal."""
+    # version "" is a pin to no version: an interrupted first install leaves the module not started.
+    conn.execute(
+        """
+        CREATE TABLE active_versions (
+            name TEXT PRIMARY KEY NOT NULL,
+            version TEXT NOT NULL,
+            updated_ns INTEGER NOT NULL
+        )
+        """
+    )
+    conn.execute(
+        """
+        CREATE TABLE update_journal (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            module TEXT NOT NULL,
+            from_version TEXT NOT NULL DEFAULT '',
+            to_version TEXT NOT NULL,
+            target TEXT NOT NULL DEFAULT '',
+            step TEXT NOT NULL,
+            outcome TEXT NOT NULL
+                CHECK (outcome IN ('in_progress', 'committed', 'rolled_back', 'refused', 'interrupted')),
+            cause TEXT NOT NULL DEFAULT '',
+            role TEXT NOT NULL DEFAULT '',
+            reason TEXT NOT NULL DEFAULT '',
+            started_ns INTEGER NOT NULL,
+            finished_ns INTEGER NOT NULL DEFAULT 0,
+            switch_gap_ms REAL NOT NULL DEFAULT -1
+        )
+        """
+    )
+    conn.execute("CREATE INDEX update_journal_by_module ON update_journal (module, id)")
+
+
 #: ``_MIGRATIONS[n]`` takes a database from schema ``n`` to ``n + 1``.
-_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1]
+_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2]
+_JOURNAL_COLUMNS: Final = (
+    "id, module, from_version, to_version, step, outcome, cause, role, reason, started_ns, finished_ns, "
+    "switch_gap_ms, target"
+)
 
 _MODULE_COLUMNS: Final = "name, version, node, target_state, restarts, failed, last_reason, updated_ns"
 _EVENT_COLUMNS: Final = "id, time_ns, module, kind, severity, detail"
@@ -293,6 +335,129 @@ class StateStore:
             )
             return cursor.rowcount
 
+    # ------------------------------------------------------------------ updates: pins and journal
+
+    def pinned_version(self, name: str) -> str | None:
+        """The version pinned active for ``name``; "" for a pin to no version; None when never pinned."""
+        with self._locked() as conn:
+            row = conn.execute("SELECT version FROM active_versions WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def pins(self) -> dict[str, str]:
+        """Every pin, module name -> version."""
+        with self._locked() as conn:
+            rows = conn.execute("SELECT name, version FROM active_versions ORDER BY name").fetchall()
+        return {str(n): str(v) for n, v in rows}
+
+    def set_pin(self, name: str, version: str) -> None:
+        """Pin ``version`` of ``name`` as the active one (alone; the updater pins with a journal step)."""
+        with self._transaction() as conn:
+            self._pin(conn, name, version)
+
+    def journal_begin(self, module: str, from_version: str, to_version: str, *, target: str = "") -> JournalEntry:
+        """Open an attempt at step ``requested``, outcome ``in_progress``."""
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO update_journal (module, from_version, to_version, target, step, outcome, started_ns) "
+                "VALUES (?, ?, ?, ?, 'requested', 'in_progress', ?)",
+                (module, from_version, to_version, target, self._clock()),
+            )
+            assert cursor.lastrowid is not None
+            return self._journal_row(conn, cursor.lastrowid)
+
+    def journal_step(
+        self,
+        entry_id: int,
+        step: str,
+        *,
+        pin: tuple[str, str] | None = None,
+        outcome: str | None = None,
+        cause: str | None = None,
+        role: str | None = None,
+        reason: str | None = None,
+        switch_gap_ms: float | None = None,
+        to_version: str | None = None,
+    ) -> JournalEntry:
+        """Record that attempt ``entry_id`` reached ``step`` (and, in the same transaction, a pin and an outcome).
+
+        A final outcome (anything but ``in_progress``) also sets ``finished_ns``.
+
+        :param pin: ``(module, version)`` to pin active together with the step.
+        :raises ValueError: ``step`` is not a journal step or ``outcome`` not an outcome.
+        :raises KeyError: no such attempt.
+        """
+        from hardpoint_runtime.update._journal import OUTCOMES, step_index
+
+        step_index(step)
+        if outcome is not None and outcome not in OUTCOMES:
+            raise ValueError(f"{outcome!r} is not an update outcome (one of {', '.join(OUTCOMES)})")
+        now = self._clock()
+        with self._transaction() as conn:
+            self._journal_row(conn, entry_id)
+            conn.execute(
+                """
+                UPDATE update_journal SET step = ?,
+                    outcome = COALESCE(?, outcome), cause = COALESCE(?, cause), role = COALESCE(?, role),
+                    reason = COALESCE(?, reason), switch_gap_ms = COALESCE(?, switch_gap_ms),
+                    to_version = COALESCE(?, to_version),
+                    finished_ns = CASE WHEN COALESCE(?, outcome) = 'in_progress' THEN 0 ELSE ? END
+                WHERE id = ?
+                """,
+                (step, outcome, cause, role, reason, switch_gap_ms, to_version, outcome, now, entry_id),
+            )
+            if pin is not None:
+                self._pin(conn, *pin)
+            return self._journal_row(conn, entry_id)
+
+    def journal_finish(
+        self,
+        entry_id: int,
+        outcome: str,
+        *,
+        cause: str = "",
+        role: str = "",
+        reason: str = "",
+        pin: tuple[str, str] | None = None,
+    ) -> JournalEntry:
+        """End attempt ``entry_id`` with ``outcome`` at the step it reached (a refusal, a rollback, a recovery)."""
+        with self._locked() as conn:
+            current = self._journal_row(conn, entry_id)
+        return self.journal_step(
+            entry_id, current.step, pin=pin, outcome=outcome, cause=cause, role=role, reason=reason
+        )
+
+    def journal(
+        self, *, module: str | None = None, limit: int = 100, in_progress: bool | None = None
+    ) -> list[JournalEntry]:
+        """Attempts, newest first; only those of ``module``, or only unfinished ones, when asked."""
+        where, params = [], []
+        if module is not None:
+            where.append("module = ?")
+            params.append(module)
+        if in_progress is not None:
+            where.append("outcome = 'in_progress'" if in_progress else "outcome != 'in_progress'")
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        with self._locked() as conn:
+            rows = conn.execute(
+                f"SELECT {_JOURNAL_COLUMNS} FROM update_journal {clause} ORDER BY id DESC LIMIT ?",
+                (*params, max(limit, 0)),
+            ).fetchall()
+        return [_journal(r) for r in rows]
+
+    def _pin(self, conn: sqlite3.Connection, name: str, version: str) -> None:
+        conn.execute(
+            "INSERT INTO active_versions (name, version, updated_ns) VALUES (?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET version = excluded.version, updated_ns = excluded.updated_ns",
+            (name, version, self._clock()),
+        )
+
+    @staticmethod
+    def _journal_row(conn: sqlite3.Connection, entry_id: int) -> JournalEntry:
+        row = conn.execute(f"SELECT {_JOURNAL_COLUMNS} FROM update_journal WHERE id = ?", (entry_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no update attempt {entry_id} in the journal")
+        return _journal(row)
+
     # ------------------------------------------------------------------ lifetime
 
     def close(self) -> None:
@@ -389,6 +554,17 @@ class StateStore:
 def _module(row: tuple[Any, ...]) -> ModuleRecord:
     name, version, node, target, restarts, failed, reason, updated = row
     return ModuleRecord(name, version, node, target, int(restarts), bool(failed), reason, int(updated))
+
+
+def _journal(row: tuple[Any, ...]) -> JournalEntry:
+    from hardpoint_runtime.update._journal import JournalEntry
+
+    (entry_id, module, from_v, to_v, step, outcome, cause, role, reason, started, finished, gap, target) = row
+    return JournalEntry(
+        id=int(entry_id), module=module, from_version=from_v, to_version=to_v, step=step, outcome=outcome,
+        cause=cause, role=role, reason=reason, started_ns=int(started), finished_ns=int(finished),
+        switch_gap_ms=float(gap), target=target,
+    )  # fmt: skip
 
 
 def _event(row: tuple[Any, ...]) -> Event:
