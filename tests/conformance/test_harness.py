@@ -45,6 +45,13 @@ def test_radar_is_hosted_fed_by_the_reference_nav_and_seen_by_the_probe() -> Non
         got = wait_until(lambda: [i for _, i in sub.take() if i.source == "radar"], timeout_s=20.0)
         assert got, f"no SensorTrack from radar within 20 s\n{host.log_tail()}"
         assert got[0].interface == "hardpoint.track.v1.SensorTrack"
+        # Discovery attributes writers to the module's own participant, not to the feeder's.
+        topics = {p.topic_name for p in host.publications()}
+        assert "hp/track/v1/sensor" in topics
+        assert "hp/nav/v1/state" not in topics
+        assert host.tap is not None
+        raw = host.tap.frames(topic="hp/track/v1/sensor")
+        assert raw and {f.source for f in raw} == {"radar"}
         assert host.transition("shutdown")["state"] == "finalized"
     assert not host.alive()
 

@@ -29,6 +29,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
@@ -44,6 +45,8 @@ __all__ = [
     "REFERENCE_PROVIDERS",
     "HarnessError",
     "HostedModule",
+    "Observed",
+    "Tap",
     "default_adapters",
     "feeders_for",
     "free_domain_id",
@@ -61,6 +64,8 @@ START_TIMEOUT_S: Final = 60.0
 #: Time for one lifecycle transition to be answered.
 TRANSITION_TIMEOUT_S: Final = 30.0
 STOP_TIMEOUT_S: Final = 10.0
+#: Time for a new participant to be discovered on loopback.
+DISCOVERY_TIMEOUT_S: Final = 15.0
 #: Common scenario time zero of every simulated adapter of one hosted module and its feeders.
 _SCENARIO: Final = "builtin:patrol"
 
@@ -72,8 +77,34 @@ DEFAULT_ADAPTERS: Final[Mapping[str, Mapping[str, Any]]] = {
 }
 
 #: Module configuration used when none is given, by module name; ``{workdir}`` is replaced.
+#: The geofence gets the patrol platform's zones, so that it has zones to publish and alerts to raise.
 DEFAULT_CONFIG: Final[Mapping[str, Mapping[str, Any]]] = {
     "recorder": {"path": "{workdir}/recording.mcap", "overwrite": True},
+    "geofence": {
+        "margin_m": 30.0,
+        "zones": [
+            {
+                "zone_id": "platform",
+                "name": "Offshore platform safety zone",
+                "kind": "keep_out",
+                "severity": "warning",
+                "circle": {"lat": 54.183476, "lon": 11.761248, "radius_m": 500.0},
+            },
+            {
+                "zone_id": "anchorage",
+                "name": "Anchorage",
+                "kind": "keep_out",
+                "severity": "caution",
+                "polygon": [
+                    [54.199647, 11.743639],
+                    [54.202522, 11.742874],
+                    [54.202792, 11.749764],
+                    [54.199468, 11.748998],
+                ],
+                "ceiling_hae_m": 300.0,
+            },
+        ],
+    },
 }
 
 #: The reference module that feeds each interface a module under test may require.
@@ -335,6 +366,11 @@ class HostedModule:
         self.health_period_s = health_period_s
         self.process: ModuleProcess | None = None
         self._feeder_procs: list[ModuleProcess] = []
+        #: DDS participant of the module's current worker (found by discovery at start), if seen.
+        self.participant: uuid.UUID | None = None
+        self._participants_reader: Any = None
+        self._publications_reader: Any = None
+        self.tap: Tap | None = None
         self._transport: hardpoint.CycloneTransport | None = None
         self._probe: hardpoint.Bus | None = None
         self._runs = 0
@@ -362,6 +398,37 @@ class HostedModule:
         self.probe  # noqa: B018 - creates the transport
         assert self._transport is not None
         return self._transport
+
+    # -- discovery -------------------------------------------------------------------
+
+    def _builtin(self, which: str) -> Any:
+        from cyclonedds.builtin import BuiltinDataReader, BuiltinTopicDcpsParticipant, BuiltinTopicDcpsPublication
+
+        participant = self.transport._participant  # the probe's own participant sees the whole private domain
+        if which == "participants":
+            if self._participants_reader is None:
+                self._participants_reader = BuiltinDataReader(participant, BuiltinTopicDcpsParticipant)
+            return self._participants_reader
+        if self._publications_reader is None:
+            self._publications_reader = BuiltinDataReader(participant, BuiltinTopicDcpsPublication)
+        return self._publications_reader
+
+    def _remote_participants(self) -> set[uuid.UUID]:
+        """Participants discovered on the private domain other than the probe's (ever seen, alive or not)."""
+        own = self.transport._participant.guid
+        return {s.key for s in self._builtin("participants").read(N=1024)} - {own}
+
+    def publications(self) -> list[Any]:
+        """DDS writers of the module's current worker (``cyclonedds.builtin.DcpsEndpoint``: topic, type, QoS).
+
+        :raises HarnessError: the module's participant was not identified at start.
+        """
+        if self.participant is None:
+            raise HarnessError(
+                f"module {self.name!r}: its DDS participant was not identified by discovery at start "
+                f"(new participants seen: not exactly one)"
+            )
+        return [s for s in self._builtin("publications").read(N=4096) if s.participant_key == self.participant]
 
     # -- the worker ----------------------------------------------------------------
 
@@ -395,11 +462,18 @@ class HostedModule:
         """
         if self.process is not None and self.process.exit_code() is None:
             raise HarnessError(f"module {self.name!r} is already running")
+        if self.tap is None:
+            self.tap = Tap(self, self.manifest.provides)
         if not self._feeder_procs and self.feeders:
             self._start_feeders()
+            # Every feeder must be discovered before the module starts, or it would be taken for the module.
+            wait_until(lambda: len(self._remote_participants()) >= len(self._feeder_procs), DISCOVERY_TIMEOUT_S)
+        before = self._remote_participants()
         self._runs += 1
         log = self.workdir / "logs" / f"{self.name}-{self._runs}.log"
         self.process = self._spawn(self._located, self._spec(self._located, self.config, self.adapters), log)
+        new = wait_until(lambda: self._remote_participants() - before, DISCOVERY_TIMEOUT_S)
+        self.participant = next(iter(new)) if len(new) == 1 else None
 
     def _start_feeders(self) -> None:
         def launch(name: str) -> ModuleProcess:
@@ -513,6 +587,10 @@ class HostedModule:
         with ThreadPoolExecutor(max_workers=max(1, len(procs))) as pool:
             list(pool.map(lambda p: p.stop(timeout_s=STOP_TIMEOUT_S), procs))
         self._feeder_procs = []
+        if self.tap is not None:
+            self.tap.close()
+            self.tap = None
+        self._participants_reader = self._publications_reader = None
         if self._transport is not None:
             with contextlib.suppress(Exception):
                 self._transport.close()
@@ -541,3 +619,82 @@ def _tail(path: Path, lines: int) -> str:
         return ""
     tail = "\n".join(text.splitlines()[-lines:])
     return f"--- {path.name} (last {lines} lines) ---\n{tail}" if tail else ""
+
+
+# --------------------------------------------------------------------------- raw frames
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """One bus sample as it arrived at the probe: the raw envelope, undecoded and unchecked."""
+
+    #: ``time.monotonic()`` at arrival in the probe.
+    at: float
+    topic: str
+    key: str
+    source: str
+    epoch: int
+    seq: int
+    count: int
+    stamp_ns: int
+    interface: str
+    schema_id: str
+    payload: bytes
+
+
+class Tap:
+    """Records every raw frame on the topics of ``interfaces`` (any writer), from creation on.
+
+    The readers are best effort and volatile so that they match any writer, whatever QoS it
+    offers: a writer with the wrong QoS is still observed (and reported by the QoS check),
+    rather than silently unmatched. The SDK's receive checks are bypassed: the conformance
+    checks judge the header themselves.
+    """
+
+    def __init__(self, host: HostedModule, interfaces: Iterable[str]) -> None:
+        import hardpoint
+        from hardpoint._contracts import QosClass
+        from hardpoint._transport import Channel
+
+        specs = hardpoint.all_interfaces()
+        self._lock = threading.Lock()
+        self._frames: list[Observed] = []
+        self._readers = []
+        for name in interfaces:
+            spec = specs.get(name)
+            if spec is None:
+                continue  # not in the interface set: the manifest checks say so
+            channel = Channel(
+                topic=spec.topic,
+                qos=QosClass.STREAM,
+                keyed=spec.keyed,
+                history_depth=256,
+                interface=spec.name,
+                schema_id=spec.schema_id,
+                source=PROBE_NAME,
+            )
+            self._readers.append(host.transport.open_reader(channel, self._deliverer(spec.topic)))
+
+    def _deliverer(self, topic: str) -> Callable[[Sequence[Any]], None]:
+        def deliver(frames: Sequence[Any]) -> None:
+            now = time.monotonic()
+            got = [
+                Observed(now, topic, f.key, f.source, int(f.epoch), int(f.seq), int(f.count), int(f.stamp_ns),
+                         f.interface, f.schema_id, bytes(f.payload))
+                for f in frames
+            ]  # fmt: skip
+            with self._lock:
+                self._frames.extend(got)
+
+        return deliver
+
+    def frames(self, *, topic: str | None = None, since: float = 0.0) -> list[Observed]:
+        """Frames recorded so far (of one topic, arrived at or after ``since``), in arrival order."""
+        with self._lock:
+            return [f for f in self._frames if (topic is None or f.topic == topic) and f.at >= since]
+
+    def close(self) -> None:
+        for reader in self._readers:
+            with contextlib.suppress(Exception):
+                reader.close()
+        self._readers = []
