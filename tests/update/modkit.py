@@ -48,8 +48,13 @@ __all__ = [
     "Domain",
     "allocate_domain",
     "build_module_wheel",
+    "NavWatcher",
     "module_manifest",
+    "preinstall",
+    "publish_repo",
+    "wait_for",
     "worker_pids",
+    "write_platform",
 ]
 
 MODULE: Final = "beacon"
@@ -333,3 +338,108 @@ def worker_pids(domain_id: int, module: str | None = None) -> list[int]:
             continue
         found.append(int(entry.name))
     return sorted(found)
+
+
+# ----- a platform with the daemon in this process, taking updates from a directory repository
+
+
+def publish_repo(work: Path, wheels: Sequence[Path], *, supplier: str = SUPPLIER) -> Path:
+    """A TUF repository (one supplier) with ``wheels`` published; returns its directory (root: ``root.json`` beside)."""
+    from hardpoint_runtime.update import UpdateRepository
+
+    repo = UpdateRepository.create(work / "repo", keys_dir=work / "keys", root_keys_dir=work / "root-keys")
+    repo.add_supplier(supplier, keys_dir=work / f"{supplier}-keys", threshold=1, key_count=1)
+    for wheel in wheels:
+        repo.publish(supplier, wheel)
+    (work / "root.json").write_bytes(repo.root_bytes())
+    return work / "repo"
+
+
+def write_platform(
+    root: Path,
+    domain_id: int,
+    repo: Path,
+    *,
+    module: str = MODULE,
+    gate_timeout_s: float = 10.0,
+    probation_s: float = 3.0,
+    extra: str = "",
+) -> Path:
+    """``root/platform.toml``: one module, updates from the directory ``repo`` (trusted root beside it)."""
+    root.mkdir(parents=True, exist_ok=True)
+    config = root / "platform.toml"
+    config.write_text(
+        textwrap.dedent(
+            f"""\
+            [platform]
+            name = "upd"
+            domain_id = {domain_id}
+            state_dir = "state"
+
+            [supervision]
+            heartbeat_deadline_s = 6.0
+
+            [update]
+            directory = "{repo}"
+            trusted_root = "{repo.parent / "root.json"}"
+            gate_timeout_s = {gate_timeout_s}
+            probation_s = {probation_s}
+
+            [[modules]]
+            name = "{module}"
+            """
+        )
+        + extra
+    )
+    return config
+
+
+def preinstall(root: Path, wheel: Path, version: str, *, module: str = MODULE) -> Path:
+    """Install ``wheel`` into the platform's module store the way the daemon does."""
+    from hardpoint_runtime.update._install import install_wheel
+
+    return install_wheel(wheel, root / "state" / "modules", module, version)
+
+
+def wait_for(probe: Any, *, timeout: float, what: str, period: float = 0.05) -> Any:
+    """Poll ``probe()`` until it returns something true; raise AssertionError naming ``what`` at the timeout."""
+    import time
+
+    end = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < end:
+        last = probe()
+        if last:
+            return last
+        time.sleep(period)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {last!r})")
+
+
+class NavWatcher:
+    """A subscriber (its own DDS participant) counting ``NavState`` samples of one module, with arrival times."""
+
+    def __init__(self, domain_id: int, module: str = MODULE) -> None:
+        import time
+
+        import hardpoint
+        from hardpoint.nav.v1 import nav_pb2
+
+        self.module = module
+        self.times: list[float] = []
+        self._lock = threading.Lock()
+        self.transport = hardpoint.CycloneTransport(domain_id=domain_id)
+        self.bus = hardpoint.Bus(self.transport, module="update-test-watcher")
+
+        def on_sample(msg: Any) -> None:
+            if msg.platform_id == module:
+                with self._lock:
+                    self.times.append(time.monotonic())
+
+        self.bus.subscribe(nav_pb2.NavState, on_sample)
+
+    def count_since(self, t: float) -> int:
+        with self._lock:
+            return sum(1 for x in self.times if x >= t)
+
+    def close(self) -> None:
+        self.transport.close()
