@@ -625,11 +625,16 @@ class Bus:
     def _close_retired(
         self, moving: list[Publisher[Any]], swapped: list[tuple[FrameWriter, BaseException | None]]
     ) -> tuple[Publisher[Any], BaseException] | None:
-        """Close the writers the publishers left; the first flush error, if any, with its publisher."""
+        """Retire the writers the publishers left; the first flush error, if any, with its publisher.
+
+        Retired, not closed: closing a reliable DDS writer waits until its readers
+        acknowledged everything (about 0.2 s across processes), and the caller is
+        usually the dispatch thread, which must go on delivering and publishing.
+        """
         failed: tuple[Publisher[Any], BaseException] | None = None
         for pub, (old, error) in zip(moving, swapped, strict=True):
             try:
-                old.close()
+                old.retire()
             except HardpointError as e:  # the move is done; a writer that fails to close is only logged
                 _log.warning("module %s: closing the old writer of %s failed: %s", self.module, pub.spec.name, e)
             if error is not None and failed is None:

@@ -103,6 +103,15 @@ class FrameWriter(abc.ABC):
     def close(self) -> None:
         """Release the writer; further writes are an error."""
 
+    def retire(self) -> None:
+        """Like :meth:`close`, but without making the caller wait for what the writer sent to be delivered.
+
+        Further writes are an error at once; frames already written still reach
+        their reliable readers. Used when a writer is replaced by another one
+        (``Bus.retarget_writers``) on the dispatch thread, which must not stall.
+        """
+        self.close()
+
 
 class FrameReader(abc.ABC):
     """A reader on one topic; frames reach the ``deliver`` callback given at open."""

@@ -60,6 +60,8 @@ BATCH_SIZE: Final = 256
 _IDLE_WAIT_NS: Final = 1_000_000_000
 #: Read condition mask: any sample, whatever its sample, view and instance state.
 _ANY_STATE: Final = SampleState.Any | ViewState.Any | InstanceState.Any
+#: Longest wait at close for retired writers still delivering (Cyclone's writer linger is 1 s by default).
+_LINGER_JOIN_S: Final = 5.0
 
 S = TypeVar("S")
 
@@ -186,6 +188,16 @@ class _Writer(FrameWriter):
         entity, self._entity = self._entity, None
         _delete(entity)
 
+    def retire(self) -> None:
+        """Close in the background: deleting a reliable writer blocks until its readers acknowledged it (linger)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._transport._forget_writer(self)
+        entity, self._entity = self._entity, None
+        if entity is not None:
+            self._transport._delete_later(entity, self.topic)
+
 
 class _Reader(FrameReader, Generic[S]):
     """A reader and its read condition; ``decode`` turns a serialized sample into what ``deliver`` gets."""
@@ -311,6 +323,8 @@ class CycloneTransport(Transport):
         self._order = itertools.count()
         self._schemas: dict[str, SchemaRecord] = {}
         self._schema_writer: DataWriter[Schema] | None = None
+        #: Threads deleting retired writers (each waits for its readers' acknowledgements).
+        self._lingering: set[threading.Thread] = set()
         _acquire_domain(domain_id, self._config)
         try:
             self._participant = DomainParticipant(domain_id)
@@ -481,6 +495,27 @@ class CycloneTransport(Transport):
         with self._lock:
             self._writers.discard(writer)
 
+    def _delete_later(self, entity: DataWriter[Any], topic: str) -> None:
+        """Delete a retired writer on a thread of its own; the transport's close waits for it."""
+        with self._lock:
+            if not self._closed:
+                thread = threading.Thread(
+                    target=self._linger, args=(entity,), name=f"hardpoint-dds-retire {topic}", daemon=True
+                )
+                self._lingering.add(thread)
+                thread.start()
+                return
+        _delete(entity)  # closing anyway: the participant goes, and the writer with it
+
+    def _linger(self, entity: DataWriter[Any]) -> None:
+        try:
+            _delete(entity)
+        except Exception:  # pragma: no cover - deleting our own writer; nothing to do but say so
+            _log.exception("deleting a retired writer failed")
+        finally:
+            with self._lock:
+                self._lingering.discard(threading.current_thread())
+
     def _forget_reader(self, reader: _Reader[Any]) -> None:
         with self._lock:
             if reader in self._readers:
@@ -550,6 +585,9 @@ class CycloneTransport(Transport):
         with self._lock:
             self._closed = True
             self._timers.clear()
+            lingering = list(self._lingering)
+        for thread in lingering:  # let retired writers finish delivering before the participant goes
+            thread.join(_LINGER_JOIN_S)
         self._delete_entities()
         _release_domain(self.domain_id)
 
