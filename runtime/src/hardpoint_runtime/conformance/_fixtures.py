@@ -23,13 +23,16 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from hardpoint_runtime.conformance._harness import HarnessError, HostedModule
 
-__all__ = ["hosted_factory", "hosted_module", "hosted_options", "load_options"]
+if TYPE_CHECKING:
+    from hardpoint import Manifest
+
+__all__ = ["hosted_factory", "hosted_module", "hosted_options", "load_options", "manifest_under_test"]
 
 
 def load_options(path: Path) -> dict[str, Any]:
@@ -73,6 +76,29 @@ def _adapters(path: Path, raw: Any) -> dict[str, dict[str, Any]]:
             raise HarnessError(f"--hardpoint-config {path}: adapters.{name}: unknown key(s) {', '.join(extra)}")
         bindings[name] = {"driver": binding["driver"], "config": config}
     return bindings
+
+
+_MANIFESTS: dict[str, Any] = {}
+
+
+def manifest_under_test(config: pytest.Config) -> Manifest | None:
+    """The manifest of ``--hardpoint-module`` at collection time (to parametrize checks); None without one.
+
+    A module that cannot be loaded gives None here: the fixtures then fail with the cause.
+    """
+    module = config.getoption("hardpoint_module", None)
+    if module is None:
+        return None
+    if module not in _MANIFESTS:
+        from hardpoint._host import _manifest_of
+        from hardpoint.conformance.plugin import _load_module
+
+        try:
+            _MANIFESTS[module] = _manifest_of(_load_module(str(module)))
+        except BaseException:  # pytest.fail's Failed, ManifestError, the supplier's import errors
+            _MANIFESTS[module] = None
+    manifest: Manifest | None = _MANIFESTS[module]
+    return manifest
 
 
 def _module_under_test(config: pytest.Config) -> str:

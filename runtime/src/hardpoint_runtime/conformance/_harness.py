@@ -371,6 +371,8 @@ class HostedModule:
         self._participants_reader: Any = None
         self._publications_reader: Any = None
         self.tap: Tap | None = None
+        #: ``time.monotonic()`` when :meth:`activate` last succeeded (0.0 before).
+        self.activated_at = 0.0
         self._transport: hardpoint.CycloneTransport | None = None
         self._probe: hardpoint.Bus | None = None
         self._runs = 0
@@ -544,6 +546,7 @@ class HostedModule:
         """
         if self.process is None or self.process.exit_code() is not None:
             self.start()
+        self.activated_at = 0.0
         for step, want in (("configure", "inactive"), ("activate", "active")):
             reply = self.transition(step)
             if not reply["ok"] or reply["state"] != want:
@@ -551,6 +554,7 @@ class HostedModule:
                     f"module {self.name!r}: {step} ended in state {reply['state'] or '<no answer>'!r}, not {want!r}"
                     f"{': ' + reply['error'] if reply['error'] else ''}\n{self.log_tail(20)}"
                 )
+        self.activated_at = time.monotonic()
 
     def stop(self) -> int | None:
         """Stop the module's worker in order (killed if it does not exit in time); its exit code."""
