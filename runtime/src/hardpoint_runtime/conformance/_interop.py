@@ -101,6 +101,9 @@ GEOREF_SHARE: Final = 0.9
 ALERT_WITHIN_S: Final = 6.0
 #: Scenario time by which every judgement is due; the run ends earlier once every cell passed (s).
 RUN_UNTIL_S: Final = 22.0
+#: Scenario time until which a run waits for aperiodic interfaces nobody published yet (the incursion's
+#: alert comes at about 9 s); task answers nobody asked for stay n/a after it (s).
+SETTLE_S: Final = 12.0
 #: Observation time after activation, at least, before a run may end (s): the recorder gets some data.
 MIN_OBSERVE_S: Final = 2.0
 #: Time for a worker to load, and for one transition.
@@ -864,8 +867,12 @@ class InteropRig:
         recorder = next((m for m in self.members if m.party.observer), None)
         while True:
             elapsed = (time.time_ns() - self.activated_ns) / 1e9
-            cells = [c for c in self.evaluate() if recorder is None or c.consumer != recorder.party.name]
-            done = elapsed >= MIN_OBSERVE_S and all(c.verdict != "fail" for c in cells)
+            cells = self.evaluate()
+            judged = [c for c in cells if recorder is None or c.consumer != recorder.party.name]
+            # An aperiodic interface (an alert) may still come from the scenario: give it until SETTLE_S.
+            quiet = [c for c in cells if c.verdict == "n/a"]
+            settled = not quiet or self.scenario_s() >= SETTLE_S
+            done = elapsed >= MIN_OBSERVE_S and settled and all(c.verdict != "fail" for c in judged)
             if done or self.scenario_s() >= RUN_UNTIL_S:
                 break
             time.sleep(0.25)
