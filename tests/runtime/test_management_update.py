@@ -143,6 +143,7 @@ def client(server: ManagementServer) -> Iterator[ManagementClient]:
 
 @pytest.mark.parametrize("step", STEPS)
 def test_every_step_survives_the_round_trip(step: str) -> None:
+    """UPD-API-001."""
     report = UpdateProgress("m", step, 5, 10, "msg")
     assert progress_to_pb(report).step != pb.UPDATE_STEP_UNSPECIFIED
     assert progress_from_pb(progress_to_pb(report)) == report
@@ -151,6 +152,7 @@ def test_every_step_survives_the_round_trip(step: str) -> None:
 
 @pytest.mark.parametrize("outcome", OUTCOMES)
 def test_every_outcome_survives_the_round_trip(outcome: str) -> None:
+    """UPD-API-001."""
     r = record(outcome=outcome, cause="never_healthy", role="acme", reason="why")
     assert record_to_pb(r).outcome != pb.UPDATE_OUTCOME_UNSPECIFIED
     assert record_from_pb(record_to_pb(r)) == r
@@ -158,11 +160,13 @@ def test_every_outcome_survives_the_round_trip(outcome: str) -> None:
 
 @pytest.mark.parametrize("status", ["available", "current", "refused"])
 def test_every_offer_status_survives_the_round_trip(status: str) -> None:
+    """UPD-API-001."""
     offer = UpdateOffer("m", "1.0", "1.1", "acme", "acme/m/m-1.1.whl", 99, status, "reason")
     assert offer_from_pb(offer_to_pb(offer)) == offer
 
 
 def test_an_unknown_step_travels_as_unspecified_and_comes_back_as_unknown() -> None:
+    """UPD-API-001."""
     wire = progress_to_pb(UpdateProgress("m", "levitating", 1, 2))
     assert wire.step == pb.UPDATE_STEP_UNSPECIFIED
     assert progress_from_pb(wire).step == "unknown"
@@ -172,6 +176,7 @@ def test_an_unknown_step_travels_as_unspecified_and_comes_back_as_unknown() -> N
 
 
 def test_check_lists_offers_sorted_by_module(client: ManagementClient) -> None:
+    """UPD-API-005."""
     offers = client.check_updates()
     assert [o.module for o in offers] == ["nav-gnss", "tracker"]
     assert offers[0] == UpdateOffer("nav-gnss", "1.2.0", "1.3.0", "acme", "acme/nav-gnss/n-1.3.0.whl", 4096,
@@ -181,6 +186,7 @@ def test_check_lists_offers_sorted_by_module(client: ManagementClient) -> None:
 def test_an_untrusted_repository_is_failed_precondition_naming_cause_and_role(
     client: ManagementClient, control: UpdateControl, server: ManagementServer
 ) -> None:
+    """UPD-API-004."""
     control.offers = MetadataExpiredError("timestamp expired at 2020-01-01", role="timestamp")
     with pytest.raises(ManagementError) as caught:
         client.check_updates()
@@ -198,6 +204,7 @@ def test_an_untrusted_repository_is_failed_precondition_naming_cause_and_role(
 def test_apply_streams_every_progress_report_in_order_then_the_record(
     client: ManagementClient, control: UpdateControl
 ) -> None:
+    """UPD-API-002."""
     seen: list[UpdateProgress] = []
     result = client.apply_update("nav-gnss", "1.3.0", progress=seen.append)
     assert result == record()
@@ -206,11 +213,13 @@ def test_apply_streams_every_progress_report_in_order_then_the_record(
 
 
 def test_apply_without_a_version_asks_for_the_newest(client: ManagementClient, control: UpdateControl) -> None:
+    """UPD-API-002."""
     client.apply_update("nav-gnss")
     assert control.applied == [("nav-gnss", None)]
 
 
 def test_a_refused_update_is_a_record_not_an_error(client: ManagementClient, control: UpdateControl) -> None:
+    """UPD-API-002."""
     refused = record(outcome="refused", step="refused", cause="IntegrityError", role="acme",
                      reason="hash or length mismatch: target 'acme/nav-gnss/n-1.3.0.whl', role 'acme'")  # fmt: skip
     control.apply_result = refused
@@ -218,6 +227,7 @@ def test_a_refused_update_is_a_record_not_an_error(client: ManagementClient, con
 
 
 def test_apply_of_an_unknown_module_is_not_found(client: ManagementClient) -> None:
+    """UPD-API-004."""
     with pytest.raises(ManagementError) as caught:
         client.apply_update("ghost")
     assert caught.value.code == grpc.StatusCode.NOT_FOUND
@@ -225,6 +235,7 @@ def test_apply_of_an_unknown_module_is_not_found(client: ManagementClient) -> No
 
 
 def test_apply_refused_by_the_control_is_failed_precondition(client: ManagementClient, control: UpdateControl) -> None:
+    """UPD-API-004."""
     control.apply_result = ValueError("an update of 'nav-gnss' is already in progress (journal #7)")
     with pytest.raises(ManagementError) as caught:
         client.apply_update("nav-gnss")
@@ -236,6 +247,7 @@ def test_apply_refused_by_the_control_is_failed_precondition(client: ManagementC
 def test_apply_with_a_bad_request_is_invalid_argument(
     client: ManagementClient, control: UpdateControl, module: str, version: str, needle: str
 ) -> None:
+    """UPD-API-004."""
     with pytest.raises(ManagementError) as caught:
         client.apply_update(module, version)
     assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
@@ -244,6 +256,7 @@ def test_apply_with_a_bad_request_is_invalid_argument(
 
 
 def test_a_client_leaving_mid_update_does_not_stop_the_update(server: ManagementServer, control: UpdateControl) -> None:
+    """UPD-API-003."""
     control.hold = threading.Event()
     with grpc.insecure_channel(server.unix_target) as channel:
         call = pb_grpc.ManagementServiceStub(channel).ApplyUpdate(pb.ApplyUpdateRequest(module="nav-gnss"))
@@ -256,6 +269,7 @@ def test_a_client_leaving_mid_update_does_not_stop_the_update(server: Management
 
 
 def test_status_history_and_rollback(client: ManagementClient, control: UpdateControl) -> None:
+    """UPD-API-005."""
     (running,) = client.update_status()
     assert (running.outcome, running.step, running.finished_ns) == ("in_progress", "staged", 0)
     assert [r.id for r in client.update_history()] == [3, 2, 1]
@@ -266,6 +280,7 @@ def test_status_history_and_rollback(client: ManagementClient, control: UpdateCo
 
 
 def test_rollback_errors_map_onto_status_codes(client: ManagementClient, control: UpdateControl) -> None:
+    """UPD-API-004."""
     with pytest.raises(ManagementError) as unknown:
         client.rollback_update("ghost")
     assert unknown.value.code == grpc.StatusCode.NOT_FOUND

@@ -206,6 +206,7 @@ def _close_to(when: datetime, delta: timedelta) -> bool:
 
 
 def test_init_expires_in_sets_each_roles_validity(tmp_path: Path) -> None:
+    """UPD-REL-001."""
     repo = tmp_path / "repo"
     cli("init", repo, "--expires-in", "timestamp=2h", "--expires-in", "snapshot=3d", "--expires-in", "root=4w")
     shown = cli_json("show", repo)
@@ -216,6 +217,7 @@ def test_init_expires_in_sets_each_roles_validity(tmp_path: Path) -> None:
 
 
 def test_publish_expires_in_sets_the_supplier_snapshot_and_timestamp_validity(made: Made, wheels: Wheels) -> None:
+    """UPD-REL-001."""
     cli("publish", made.repo, "acme", wheels.v2, "--keys", made.keys, "--keys", made.acme_keys,
         "--expires-in", "acme=2d", "--expires-in", "timestamp=30m")  # fmt: skip
     shown = cli_json("show", made.repo)
@@ -225,6 +227,7 @@ def test_publish_expires_in_sets_the_supplier_snapshot_and_timestamp_validity(ma
 
 
 def test_bump_renews_an_expired_timestamp_and_platforms_accept_it_again(made: Made, tmp_path: Path) -> None:
+    """UPD-REL-002."""
     root = (made.repo / "metadata" / "1.root.json").read_bytes()
     bumped = cli_json("bump", made.repo, "timestamp", "--expires-in", "2s", "--keys", made.keys)
     assert list(bumped["bumped"]) == ["timestamp"]
@@ -242,6 +245,7 @@ def test_bump_renews_an_expired_timestamp_and_platforms_accept_it_again(made: Ma
 
 
 def test_bump_snapshot_and_a_supplier_role_sign_new_versions(made: Made) -> None:
+    """UPD-REL-002."""
     before = cli_json("show", made.repo)["roles"]
     bumped = cli_json("bump", made.repo, "snapshot", "--expires-in", "3d", "--keys", made.keys)["bumped"]
     assert list(bumped) == ["snapshot", "timestamp"]
@@ -254,6 +258,7 @@ def test_bump_snapshot_and_a_supplier_role_sign_new_versions(made: Made) -> None
 
 
 def test_bad_expiry_options_exit_1_naming_the_cause(made: Made, tmp_path: Path, wheels: Wheels) -> None:
+    """UPD-REL-001, UPD-REL-002."""
     new = tmp_path / "new"
     assert "write ROLE=DURATION" in failed("init", new, "--expires-in", "1d")
     assert "'3x' is not a duration" in failed("init", new, "--expires-in", "timestamp=3x")

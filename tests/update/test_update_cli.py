@@ -148,6 +148,7 @@ def run(server: ManagementServer, monkeypatch: pytest.MonkeyPatch) -> Callable[.
 
 
 def test_check_lists_what_the_repository_offers(run: Callable[..., Result]) -> None:
+    """UPD-CLI-001."""
     text = run("check").stdout
     assert "beacon" in text
     assert "1.0" in text
@@ -162,6 +163,7 @@ def test_check_lists_what_the_repository_offers(run: Callable[..., Result]) -> N
 def test_check_against_an_untrusted_repository_exits_1_naming_cause_and_role(
     run: Callable[..., Result], fake: UpdateFake
 ) -> None:
+    """UPD-CLI-006."""
     fake.offers = MetadataExpiredError("expired at 2020-01-01T00:00:00Z", role="timestamp")
     result = run("check", code=1)
     assert result.stdout == ""
@@ -170,6 +172,7 @@ def test_check_against_an_untrusted_repository_exits_1_naming_cause_and_role(
 
 
 def test_apply_shows_each_step_and_exits_0_when_committed(run: Callable[..., Result], fake: UpdateFake) -> None:
+    """UPD-CLI-002."""
     text = run("apply", "beacon").stdout
     lines = text.splitlines()
     steps = [line.split(": ")[1] for line in lines if line.startswith("beacon: ")]
@@ -180,6 +183,7 @@ def test_apply_shows_each_step_and_exits_0_when_committed(run: Callable[..., Res
 
 
 def test_apply_json_prints_the_record_only(run: Callable[..., Result], fake: UpdateFake) -> None:
+    """UPD-CLI-001."""
     out = json.loads(run("apply", "beacon", "--version", "1.1", "--json").stdout)
     assert out["outcome"] == "committed"
     assert out["switch_gap_ms"] == 42.0
@@ -196,6 +200,7 @@ def test_apply_json_prints_the_record_only(run: Callable[..., Result], fake: Upd
 def test_apply_refused_or_rolled_back_exits_1_naming_cause_module_and_role(
     run: Callable[..., Result], fake: UpdateFake, record: UpdateRecord, needles: list[str]
 ) -> None:
+    """UPD-CLI-003."""
     fake.result = record
     result = run("apply", "beacon", code=1)
     assert result.stderr.startswith(f"hardpoint: error: update of beacon 1.0 -> {record.to_version} ")
@@ -207,11 +212,13 @@ def test_apply_refused_or_rolled_back_exits_1_naming_cause_module_and_role(
 
 
 def test_apply_of_an_unknown_module_exits_1(run: Callable[..., Result]) -> None:
+    """UPD-CLI-006."""
     result = run("apply", "ghost", code=1)
     assert result.stderr == "hardpoint: error: cannot update 'ghost': no module named 'ghost' on this platform\n"
 
 
 def test_history_shows_module_versions_outcome_cause_role_and_reason(run: Callable[..., Result]) -> None:
+    """UPD-CLI-004."""
     text = run("history").stdout
     refused_line = next(line for line in text.splitlines() if line.lstrip().startswith("3 "))
     for needle in ("beacon", "1.0 -> 1.2", "refused", "IntegrityError", "acme", "hash or length mismatch"):
@@ -228,12 +235,14 @@ def test_history_shows_module_versions_outcome_cause_role_and_reason(run: Callab
 
 
 def test_status_lists_updates_in_progress(run: Callable[..., Result]) -> None:
+    """UPD-CLI-005."""
     (running,) = json.loads(run("status", "--json").stdout)
     assert (running["outcome"], running["step"]) == ("in_progress", "staged")
     assert "in_progress" in run("status").stdout
 
 
 def test_rollback_prints_the_record_and_refusals_exit_1(run: Callable[..., Result], fake: UpdateFake) -> None:
+    """UPD-CLI-005."""
     assert "beacon 1.1 -> 1.0: committed" in run("rollback", "beacon").stdout
     fake.rollback_error = ValueError("beacon has no earlier version installed to return to")
     result = run("rollback", "beacon", code=1)
@@ -242,6 +251,7 @@ def test_rollback_prints_the_record_and_refusals_exit_1(run: Callable[..., Resul
 
 
 def test_without_a_daemon_every_command_exits_1_saying_so(tmp_path: Path) -> None:
+    """UPD-CLI-006."""
     for args in (["check"], ["apply", "beacon"], ["status"], ["history"], ["rollback", "beacon"]):
         result = CliRunner().invoke(app, ["--socket", str(tmp_path / "none.sock"), "update", *args])
         assert result.exit_code == 1, args
@@ -249,6 +259,7 @@ def test_without_a_daemon_every_command_exits_1_saying_so(tmp_path: Path) -> Non
 
 
 def test_on_a_terminal_the_download_gate_and_probation_windows_are_bars() -> None:
+    """UPD-CLI-002."""
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=120)
     with _ProgressView(console) as view:

@@ -350,6 +350,7 @@ def _install_then_switch(platform: Any, release: Release, start_subscriber: Call
 def test_http_mirror_install_then_switch_to_a_new_capability_without_loss(
     platform: Any, release: Release, serve: Any, subscriber: Callable[[], Subscriber]
 ) -> None:
+    """UPD-CLI-010."""
     served = serve(release.repo)
     write_platform(platform, release, source=f"url = {json.dumps(served.url + '/')}", modules=["beacon"])
     _install_then_switch(platform, release, subscriber)
@@ -359,6 +360,7 @@ def test_http_mirror_install_then_switch_to_a_new_capability_without_loss(
 def test_directory_install_then_switch_to_a_new_capability_without_loss(
     platform: Any, release: Release, subscriber: Callable[[], Subscriber]
 ) -> None:
+    """UPD-CLI-010."""
     write_platform(platform, release, source=f"directory = {json.dumps(str(release.repo))}", modules=["beacon"])
     _install_then_switch(platform, release, subscriber)
 
@@ -374,7 +376,7 @@ def _refused(result: subprocess.CompletedProcess[str], *needles: str) -> None:
 
 
 def test_refused_updates_name_cause_module_and_role_and_history_lists_them(platform: Any, release: Release) -> None:
-    """A 1.1 that drops what geofence requires, then a tampered 1.2: each refused, 1.0 keeps running."""
+    """UPD-CLI-011: a 1.1 that drops what geofence requires, then a tampered 1.2: each refused, 1.0 keeps running."""
     write_platform(
         platform, release, source=f"directory = {json.dumps(str(release.repo))}", modules=["beacon", "geofence"]
     )
