@@ -557,10 +557,12 @@ def _platform(plan: ModulePlan) -> str:
             feeders += [f for f in _FEEDERS[name] if f not in feeders]
         else:
             unfed.append(name)
-    if _NAV_STATE in plan.provides and "nav" in feeders:
-        feeders.remove("nav")  # single writer: the new module is the platform's navigation
+    if _NAV_STATE in plan.provides:
+        # Single writer: the new module is the platform's navigation, and the reference
+        # radar and fusion run on it, so the laptop run shows it feeding real consumers.
+        feeders = [f for f in feeders if f != "nav"] + [f for f in ("radar", "fusion") if f not in feeders]
     adapters = "\n".join(_ADAPTERS[f] for f in feeders if f in _ADAPTERS)
-    modules = "\n".join(_FEEDER_ENTRIES[f] for f in feeders)
+    modules = "".join(f"{_FEEDER_ENTRIES[f]}\n" for f in feeders)
     todo = "".join(f"# TODO: add a module that provides {name} (required by {plan.name})\n" for name in unfed)
     return _template("platform.toml").substitute(
         name=plan.name,
