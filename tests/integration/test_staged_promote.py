@@ -30,6 +30,7 @@ from _procs.harness import Dds, wait_until
 from hardpoint import STAGED_PREFIX, Bus, CycloneTransport, SampleInfo, Subscription
 from hardpoint.alert.v1 import alert_pb2
 from hardpoint.core.v1 import health_pb2
+from hardpoint_runtime._inprocess import InProcessModule
 from hardpoint_runtime._process import ModuleProcess, WorkerError
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -82,6 +83,7 @@ class Beats:
 class Watcher:
     """This process's view of the bus: alerts and heartbeats on the normal and the staged topics."""
 
+    transport: CycloneTransport
     bus: Bus
     normal: Arrivals
     staged: Arrivals
@@ -102,7 +104,7 @@ def watcher(dds: Dds) -> Iterator[Watcher]:
             bus.subscribe(health_pb2.ModuleHealth, beats_n),
             bus.subscribe(health_pb2.ModuleHealth, beats_s, topic_prefix=STAGED_PREFIX),
         ]
-        yield Watcher(bus, normal, staged, beats_n, beats_s, subs)
+        yield Watcher(transport, bus, normal, staged, beats_n, beats_s, subs)
         bus.close()
     finally:
         transport.close()
@@ -235,3 +237,34 @@ def test_an_invalid_write_prefix_fails_the_load_with_its_cause(dds: Dds, tmp_pat
             proc.start(timeout_s=WAIT_S)
     finally:
         proc.stop(timeout_s=10.0)
+
+
+def test_in_process_module_is_staged_and_promoted_the_same_way(dds: Dds, watcher: Watcher) -> None:
+    """RT-WORKER-STAGED-003: an in-process module on the daemon's own transport takes the same spec and ops."""
+    module = InProcessModule(MODULE, worker_spec(dds, write_prefix=STAGED_PREFIX), watcher.transport)
+    module.start(timeout_s=WAIT_S)
+    try:
+
+        def call(op: str, **fields: Any) -> dict[str, Any]:
+            reply = module.request(op, timeout_s=REQUEST_S, **fields)
+            assert reply["ok"], reply
+            return reply
+
+        assert call("status")["staged"] is True
+        call("transition", transition="configure")
+        call("transition", transition="activate")
+        wait_until(lambda: len(watcher.staged.snapshot()) >= 40, WAIT_S, "40 alerts on the staged topic")
+        assert watcher.normal.snapshot() == []
+        assert call("promote")["staged"] is False
+        wait_until(lambda: len(watcher.normal.snapshot()) >= 40, WAIT_S, "40 alerts on the normal topic")
+        call("transition", transition="deactivate")
+        published = module.host.bus.counters()["pub:hardpoint.alert.v1.Alert"]["published"]
+        wait_until(
+            lambda: watcher.normal.snapshot()[-1][0] >= published, WAIT_S, f"alert {published} on the normal topic"
+        )
+        staged_ids = [n for n, _, _ in watcher.staged.snapshot()]
+        normal_ids = [n for n, _, _ in watcher.normal.snapshot()]
+        assert staged_ids + normal_ids == list(range(1, published + 1))
+        assert watcher.beats_normal.snapshot()[0].counters[PUBLISHED] == staged_ids[-1]
+    finally:
+        module.stop(timeout_s=10.0)
