@@ -49,6 +49,22 @@ def _target(directory: Path) -> Path:
     return directory
 
 
+def _check_import_name(package: str) -> None:
+    """Refuse a package name an installed distribution already uses: one of the two would shadow the other."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None:
+        where = spec.origin or ", ".join(spec.submodule_search_locations or []) or "?"
+        _fail(
+            f"the Python package name {package!r} is already taken by an installed package ({where}); "
+            "choose another name"
+        )
+
+
 def _write(directory: Path, tree: dict[str, str]) -> None:
     try:
         for relative, text in tree.items():
@@ -91,6 +107,7 @@ def module(
         tree = render_module(plan, interfaces)
     except ScaffoldError as e:
         _fail(str(e))
+    _check_import_name(plan.package)
     target = _target(directory if directory is not None else Path(name))
     _write(target, tree)
     sys.stdout.write(
