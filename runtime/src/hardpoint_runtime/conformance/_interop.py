@@ -106,6 +106,9 @@ RUN_UNTIL_S: Final = 22.0
 SETTLE_S: Final = 12.0
 #: Observation time after activation, at least, before a run may end (s): the recorder gets some data.
 MIN_OBSERVE_S: Final = 2.0
+#: Observation time after activation, at least, before a failing run is judged (s): a slow start-up
+#: (a loaded machine) never leaves the modules no time to show what they do.
+MIN_JUDGE_S: Final = 5.0
 #: Time for a worker to load, and for one transition.
 START_TIMEOUT_S: Final = 60.0
 TRANSITION_TIMEOUT_S: Final = 30.0
@@ -336,9 +339,11 @@ def _distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 class Truth:
     """Scenario ground truth: which target a report at a time and place is of."""
 
-    def __init__(self, scenario: Any, start_ns: int) -> None:
+    def __init__(self, scenario: Any, start_ns: int, active_ns: int = 0) -> None:
         self.scenario = scenario
         self.start_ns = start_ns
+        #: When every hosted module was active: nothing can react to the scenario earlier.
+        self.active_ns = active_ns
 
     def t_s(self, time_ns: int) -> float:
         return (time_ns - self.start_ns) / 1e9
@@ -431,7 +436,8 @@ def _judge_alerts(
     overdue: list[str] = []
     pending: list[str] = []
     for e in entries:
-        due_ns = truth.start_ns + int((e.t_s + ALERT_WITHIN_S) * 1e9)
+        entered_ns = max(truth.start_ns + int(e.t_s * 1e9), truth.active_ns)
+        due_ns = entered_ns + int(ALERT_WITHIN_S * 1e9)
         ok = any(
             source == consumer and zone == e.zone_id and track in tracks_of.get(e.target_id, set()) and raised <= due_ns
             for source, zone, track, raised in obs.alerts
@@ -442,7 +448,7 @@ def _judge_alerts(
             f"{e.target_id} entered zone {e.zone_id} at {e.t_s:.1f} s but {consumer} raised no alert on a "
             f"{provider} track of it within {ALERT_WITHIN_S:g} s"
         )
-        (pending if until_s < e.t_s + ALERT_WITHIN_S else overdue).append(what)
+        (pending if truth.start_ns + int(until_s * 1e9) < due_ns else overdue).append(what)
     if overdue:
         return False, "; ".join(overdue)
     if pending:
@@ -856,11 +862,15 @@ class InteropRig:
 
     def evaluate(self) -> list[Cell]:
         return judge(
-            self.plan, self.obs.copy(), Truth(self.scenario, self.start_ns), self.specs, until_s=self.scenario_s()
+            self.plan,
+            self.obs.copy(),
+            Truth(self.scenario, self.start_ns, self.activated_ns),
+            self.specs,
+            until_s=self.scenario_s(),
         )
 
-    def observe(self) -> list[Cell]:
-        """Watch until every cell passes (recorder cells aside) or scenario time :data:`RUN_UNTIL_S`, then judge.
+    def observe(self, until_s: float = RUN_UNTIL_S) -> list[Cell]:
+        """Watch until every cell passes (recorder cells aside) or scenario time ``until_s``, then judge.
 
         The recorder, if hosted, is deactivated at the end (which completes its file) and its recording read.
         """
@@ -873,13 +883,14 @@ class InteropRig:
             quiet = [c for c in cells if c.verdict == "n/a"]
             settled = not quiet or self.scenario_s() >= SETTLE_S
             done = elapsed >= MIN_OBSERVE_S and settled and all(c.verdict != "fail" for c in judged)
-            if done or self.scenario_s() >= RUN_UNTIL_S:
+            if done or (self.scenario_s() >= until_s and elapsed >= MIN_JUDGE_S):
                 break
             time.sleep(0.25)
-        until_s = self.scenario_s()
+        until_s = self.scenario_s()  # the judgement's time: the recorder's read-out below adds nothing
         if recorder is not None:
             self._read_recording(recorder)
-        return judge(self.plan, self.obs.copy(), Truth(self.scenario, self.start_ns), self.specs, until_s=until_s)
+        truth = Truth(self.scenario, self.start_ns, self.activated_ns)
+        return judge(self.plan, self.obs.copy(), truth, self.specs, until_s=until_s)
 
     def _read_recording(self, recorder: Member) -> None:
         try:
@@ -907,15 +918,18 @@ def run_interop(
     *,
     subject_config: Mapping[str, Any] | None = None,
     subject_adapters: Mapping[str, Mapping[str, Any]] | None = None,
+    until_s: float = RUN_UNTIL_S,
 ) -> Matrix:
     """Host the plan for ``subject`` (None: every reference module), observe, and return the judged matrix.
+
+    ``until_s``: scenario time by which every cell must have passed (the run ends earlier when they have).
 
     :raises HarnessError: a module could not be hosted (not a verdict: the run did not happen).
     """
     t0 = time.monotonic()
     with InteropRig(subject, workdir, subject_config=subject_config, subject_adapters=subject_adapters) as rig:
         rig.start()
-        cells = rig.observe()
+        cells = rig.observe(until_s)
         scenario_s = rig.scenario_s()
         members = tuple(p.name for p in rig.plan.members)
     return Matrix(subject, members, tuple(cells), scenario_s, time.monotonic() - t0)
