@@ -345,6 +345,10 @@ def _install_then_switch(platform: Any, release: Release, start_subscriber: Call
     assert (lost, duplicates) == (0, 0)
     assert (seen.counters["lost"], seen.counters["duplicates"]) == (0, 0)
     assert largest_s < GAP_BOUND_S
+    # the management API's event log tells the same story
+    events = json.loads(ok(hardpoint("--socket", platform.socket, "events", "--json", cwd=platform.root)))
+    committed = [e["detail"] for e in events if e["module"] == "beacon" and e["kind"] == "update_committed"]
+    assert {"from": "1.0", "to": "1.1"} in committed
 
 
 def test_http_mirror_install_then_switch_to_a_new_capability_without_loss(
@@ -363,6 +367,15 @@ def test_directory_install_then_switch_to_a_new_capability_without_loss(
     """UPD-CLI-010."""
     write_platform(platform, release, source=f"directory = {json.dumps(str(release.repo))}", modules=["beacon"])
     _install_then_switch(platform, release, subscriber)
+    # and back: the operator returns to 1.0, still installed beside 1.1
+    back = update(platform, "rollback", "beacon")
+    assert back.returncode == 0, back.stdout + back.stderr + platform.log_tail()
+    assert "beacon 1.1 -> 1.0" in back.stdout
+    now = module_json(platform, "beacon")
+    assert (now["version"], now["state"]) == ("1.0", "active")
+    assert FUSED not in now["provides"]
+    newest = json.loads(ok(update(platform, "history", "beacon", "--limit", "1", "--json")))[0]
+    assert (newest["from_version"], newest["to_version"], newest["cause"]) == ("1.1", "1.0", "operator")
 
 
 # --------------------------------------------------------------------------- acceptance 6
