@@ -457,8 +457,10 @@ class HostedModule:
             raise HarnessError(f"module {located.name!r} did not load in the worker: {e}\n{_tail(log, 40)}") from e
         return proc
 
-    def start(self) -> None:
+    def start(self, *, config: Mapping[str, Any] | None = None) -> None:
         """Start the feeders (active) and the module's worker (loaded, UNCONFIGURED).
+
+        :param config: the module's configuration for this worker only (default: the host's).
 
         :raises HarnessError: a worker did not load, or a feeder did not become active; the cause and log tail.
         """
@@ -473,7 +475,8 @@ class HostedModule:
         before = self._remote_participants()
         self._runs += 1
         log = self.workdir / "logs" / f"{self.name}-{self._runs}.log"
-        self.process = self._spawn(self._located, self._spec(self._located, self.config, self.adapters), log)
+        run_config = self.config if config is None else _fill(dict(config), self.workdir)
+        self.process = self._spawn(self._located, self._spec(self._located, run_config, self.adapters), log)
         new = wait_until(lambda: self._remote_participants() - before, DISCOVERY_TIMEOUT_S)
         self.participant = next(iter(new)) if len(new) == 1 else None
 
@@ -563,11 +566,18 @@ class HostedModule:
         self.process.stop(timeout_s=STOP_TIMEOUT_S)
         return self.process.exit_code()
 
-    def restart(self) -> None:
-        """Stop the worker and start a fresh one (UNCONFIGURED); feeders keep running."""
+    def restart(self, *, config: Mapping[str, Any] | None = None) -> None:
+        """Stop the worker and start a fresh one (UNCONFIGURED), optionally with another configuration.
+
+        Feeders keep running.
+        """
         self.stop()
         self.process = None
-        self.start()
+        self.start(config=config)
+
+    def tap_of(self, interfaces: Iterable[str]) -> Tap:
+        """A new raw tap of ``interfaces`` (closed by the caller, or with the probe)."""
+        return Tap(self, interfaces)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.exit_code() is None
