@@ -17,17 +17,19 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Callable
+import textwrap
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from modkit import SUPPLIER, build_module_wheel
+from modkit import SUPPLIER, allocate_domain, build_module_wheel, preinstall, wait_for, worker_pids
 from securesystemslib.signer import CryptoSigner, Key
 from tufkit import Served
 from typer.testing import CliRunner, Result
 
+from hardpoint_runtime._daemon import Daemon
 from hardpoint_runtime.cli import app
 from hardpoint_runtime.conformance._evidence import check_evidence, load_signer, load_trusted_keys, sign_evidence
 from hardpoint_runtime.update import UpdateClient, UpdateRepository
@@ -77,8 +79,10 @@ class Evidence:
 @pytest.fixture(scope="session")
 def evidence(tmp_path_factory: pytest.TempPathFactory) -> Evidence:
     work = tmp_path_factory.mktemp("evidence-gate")
-    wheel = build_module_wheel(work / "wheels", version="1.0")
-    other = build_module_wheel(work / "wheels", version="1.1")
+    wheels = tmp_path_factory.getbasetemp() / "modkit-wheels"  # the build cache the other update tests use
+    wheels.mkdir(exist_ok=True)
+    wheel = build_module_wheel(wheels, version="2.0")
+    other = build_module_wheel(wheels, version="1.1")
     keys = cli("conformance", "keygen", work / "keys", "--json")
     assert keys.exit_code == 0, keys.stderr
     made = json.loads(keys.stdout)
@@ -264,3 +268,153 @@ def test_gate_refuses_before_download(evidence: Evidence, tmp_path: Path, name: 
     assert caught.value.role == "acme"
     assert caught.value.wheel_sha256 == sha256_of(evidence.wheel)
     assert not (tmp_path / "downloads").exists()
+
+
+# ----- the daemon: [update] require_evidence = true ------------------------------------------------------------
+
+#: Version of beacon published with each kind of evidence; 2.0 carries the real, valid evidence.
+DAEMON_RELEASES = {"1.1": "missing", "1.2": "other_digest", "1.3": "unsigned", "1.4": "untrusted", "1.5": "failing"}
+
+
+def _for_wheel(evidence: Evidence, wheel: Path, name: str) -> Any:
+    """Evidence of kind ``name`` made for ``wheel``: the real run's result re-bound to that wheel, then spoiled."""
+    subject = {"kind": "wheel", "name": wheel.name, "sha256": sha256_of(wheel)}
+    if name == "missing":
+        return None
+    if name == "other_digest":
+        return evidence.envelope  # the real evidence of the 2.0 wheel
+    if name == "unsigned":
+        return {**_resigned(evidence, lambda r: r.update(subject=subject)), "signatures": []}
+    if name == "untrusted":
+        return _resigned(evidence, lambda r: r.update(subject=subject), load_signer(evidence.stranger_key))
+    if name == "failing":
+        return _resigned(evidence, lambda r: (r.update(subject=subject), _fail_one(r)))
+    raise ValueError(name)
+
+
+@dataclass(frozen=True)
+class GatedRepo:
+    path: Path
+    root: Path
+    v10: Path
+
+
+@pytest.fixture(scope="module")
+def gated_repo(evidence: Evidence, tmp_path_factory: pytest.TempPathFactory) -> GatedRepo:
+    """beacon 1.1-1.5 each with bad evidence, 2.0 with the real evidence, signed by the supplier acme."""
+    work = tmp_path_factory.mktemp("gated-repo")
+    wheels = tmp_path_factory.getbasetemp() / "modkit-wheels"
+    repo = UpdateRepository.create(work / "repo", keys_dir=work / "keys")
+    repo.add_supplier(SUPPLIER, keys_dir=work / "acme-keys")
+    for version, name in DAEMON_RELEASES.items():
+        wheel = build_module_wheel(wheels, version=version)
+        envelope = _for_wheel(evidence, wheel, name)
+        if name == "other_digest":  # the tooling refuses it; a supplier bypassing it signs it all the same
+            target = repo.publish(SUPPLIER, wheel)
+            repo.role(SUPPLIER).signed.targets[target].unrecognized_fields["custom"]["hardpoint"]["evidence"] = envelope
+            repo.commit([SUPPLIER])
+        else:
+            repo.publish(SUPPLIER, wheel, evidence=envelope)
+    repo.publish(SUPPLIER, evidence.wheel, evidence=evidence.envelope)
+    (work / "root.json").write_bytes(repo.root_bytes())
+    return GatedRepo(work / "repo", work / "root.json", build_module_wheel(wheels, version="1.0"))
+
+
+def _platform_toml(root: Path, domain_id: int, repo: GatedRepo, public_key: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    config = root / "platform.toml"
+    config.write_text(
+        textwrap.dedent(
+            f"""\
+            [platform]
+            name = "gated"
+            domain_id = {domain_id}
+            state_dir = "state"
+
+            [supervision]
+            heartbeat_deadline_s = 6.0
+
+            [update]
+            directory = "{repo.path}"
+            trusted_root = "{repo.root}"
+            gate_timeout_s = 10.0
+            probation_s = 1.0
+            require_evidence = true
+            conformance_keys = ["{public_key}"]
+
+            [[modules]]
+            name = "beacon"
+            """
+        )
+    )
+    return config
+
+
+@dataclass
+class Gated:
+    daemon: Daemon
+    domain_id: int
+    state: Path
+
+
+@pytest.fixture(scope="module")
+def gated_platform(
+    gated_repo: GatedRepo, evidence: Evidence, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gated]:
+    """A daemon running beacon 1.0 with the evidence gate on (one per module: the refusals change nothing)."""
+    root = tmp_path_factory.mktemp("gated-platform")
+    domain = allocate_domain()
+    preinstall(root, gated_repo.v10, "1.0")
+    daemon = Daemon(_platform_toml(root, domain.id, gated_repo, evidence.public_key))
+    try:
+        daemon.start()
+        wait_for(
+            lambda: daemon.get_module("beacon").state == "active" and daemon.get_module("beacon").health == "ok",
+            timeout=60,
+            what="beacon 1.0 active and healthy",
+        )
+        yield Gated(daemon, domain.id, root / "state")
+    finally:
+        daemon.stop()
+        domain.release()
+
+
+DAEMON_REFUSALS = {
+    "1.1": ("EvidenceMissingError", "conformance evidence missing"),
+    "1.2": ("EvidenceDigestError", "the evidence is for hp_mk_beacon-2.0-py3-none-any.whl"),
+    "1.3": ("EvidenceUnsignedError", "the DSSE envelope carries no signature"),
+    "1.4": ("EvidenceUntrustedError", "signed only by untrusted key"),
+    "1.5": ("EvidenceFailingError", "test_manifest_valid [SDK-LC-001] failed"),
+}
+
+
+@pytest.mark.parametrize("version", sorted(DAEMON_REFUSALS), ids=[DAEMON_RELEASES[v] for v in sorted(DAEMON_REFUSALS)])
+def test_daemon_refuses_a_release_without_valid_evidence(gated_platform: Gated, version: str) -> None:
+    daemon = gated_platform.daemon
+    before = daemon.get_module("beacon")
+    record = daemon.update_apply("beacon", version)
+    cause, says = DAEMON_REFUSALS[version]
+    assert (record.outcome, record.cause, record.role) == ("refused", cause, "acme"), record.reason
+    assert "module 'beacon'" in record.reason
+    assert says in record.reason
+    assert f"acme/beacon/hp_mk_beacon-{version}-py3-none-any.whl" in record.reason
+    # refused before download: nothing fetched, nothing installed, 1.0 still running in the same process
+    downloads = gated_platform.state / "update" / "downloads"
+    assert not [p for p in downloads.glob("*") if version in p.name] if downloads.exists() else True
+    assert not (gated_platform.state / "modules" / "beacon" / version).exists()
+    after = daemon.get_module("beacon")
+    assert (after.version, after.state, after.pid) == ("1.0", "active", before.pid)
+    assert daemon.store.pinned_version("beacon") in (None, "1.0")
+    (last,) = daemon.update_history("beacon", limit=1)
+    assert (last.id, last.outcome, last.cause) == (record.id, "refused", cause)
+
+
+def test_daemon_installs_a_release_with_valid_evidence(gated_platform: Gated) -> None:
+    daemon = gated_platform.daemon
+    record = daemon.update_apply("beacon", "2.0")
+    assert (record.outcome, record.cause) == ("committed", ""), record.reason
+    status = daemon.get_module("beacon")
+    assert (status.version, status.state) == ("2.0", "active")
+    assert daemon.store.pinned_version("beacon") == "2.0"
+    assert (gated_platform.state / "modules" / "beacon" / "2.0").is_dir()
+    wait_for(lambda: len(worker_pids(gated_platform.domain_id, "beacon")) == 1, timeout=15, what="one beacon process")

@@ -178,7 +178,7 @@ def _markdown(summary: dict[str, Any]) -> str:
         f"- Mode: {'certified (skips fail)' if summary['certified'] else 'relaxed (skips allowed)'}",
         f"- Verdict: **{summary['verdict'].upper()}**",
         *_binding_lines(summary),
-        f"- Check modules: {', '.join(f'`{m}`' for m in check_modules())}",
+        f"- Check modules: {', '.join(f'`{m}`' for m in summary.get('check_modules', check_modules()))}",
         "",
         "| Check | Requirements | Outcome |",
         "|---|---|---|",
@@ -228,6 +228,20 @@ def _binding_lines(summary: dict[str, Any]) -> list[str]:
 @conformance_app.callback()
 def _conformance() -> None:
     """Conformance checks: run them on a module or wheel and write the evidence."""
+
+
+def _select(only: list[str] | None, *, certified: bool) -> tuple[str, ...]:
+    """The check modules to run: all of them, or those named by ``--only`` (a certified run needs them all)."""
+    available = check_modules()
+    if not only:
+        return available
+    if certified:
+        _fail("--only cannot be used with --certified: a certified run runs every check module")
+    by_name = {name: name for name in available} | {name.rsplit(".", 1)[-1]: name for name in available}
+    unknown = [name for name in only if name not in by_name]
+    if unknown:
+        _fail(f"no check module {', '.join(unknown)} (available: {', '.join(available)})")
+    return tuple(dict.fromkeys(by_name[name] for name in only))
 
 
 def _load_signer(key: Path) -> Signer:
@@ -299,9 +313,17 @@ def check(
             help=f"Private key (PEM) to sign the result with: writes {EVIDENCE_FILE} (see 'conformance keygen').",
         ),
     ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only",
+            help="Run only this check module (e.g. checks_manifest; repeatable). Not with --certified.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")] = False,
 ) -> None:
     """Run the conformance checks on MODULE; exit 0 if every check passed, 1 otherwise."""
+    selected = _select(only, certified=certified)
     target = _resolve_module(module)
     signer = _load_signer(sign_key) if sign_key is not None else None  # a bad key fails before the run
     report_dir = report.resolve()
@@ -320,7 +342,7 @@ def check(
         "--junitxml", str(junit_file),
         "--hardpoint-report", str(report_dir),
         *(["--hardpoint-certified"] if certified else []),
-        "--pyargs", *check_modules(),
+        "--pyargs", *selected,
     ]  # fmt: skip
     proc = subprocess.run(command, cwd=report_dir, capture_output=True, text=True, check=False)
     (report_dir / LOG_FILE).write_text(proc.stdout + proc.stderr, encoding="utf-8")
@@ -330,6 +352,7 @@ def check(
     plugin_result = json.loads(result_file.read_text(encoding="utf-8"))
     summary = _summarise(plugin_result, _junit_messages(junit_file), proc.returncode)
     summary["module"] = module
+    summary["check_modules"] = list(selected)
     result = _bind(summary, plugin_result, module, target)
     result_file.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     summary.update(subject=result["subject"], suite=result["suite"], interface_set=result["interface_set"])

@@ -141,8 +141,8 @@ def evidence_result(
     """The JSON result of a run: ``summary`` (module, certified, verdict, checks) bound to what was tested.
 
     ``summary`` is the conformance CLI's summary: ``module``, ``certified``,
-    ``verdict`` (``pass``/``fail``) and ``checks`` (each ``check``,
-    ``requirements``, ``outcome`` and, for a failure, ``message``).
+    ``verdict`` (``pass``/``fail``), ``check_modules`` (the modules run) and
+    ``checks`` (each ``check``, ``requirements``, ``outcome`` and, for a failure, ``message``).
     """
     checks = [
         {key: check[key] for key in ("check", "requirements", "outcome", "message") if key in check}
@@ -155,6 +155,7 @@ def evidence_result(
         "interface_set": dict(interface_set),
         "certified": bool(summary.get("certified", False)),
         "verdict": str(summary.get("verdict", "fail")),
+        "check_modules": [str(name) for name in summary.get("check_modules", [])],
         "checks": checks,
     }
 
