@@ -400,6 +400,9 @@ def test_refused_updates_name_cause_module_and_role_and_history_lists_them(platf
     pid = running["beacon"]["pid"]
 
     release.publish("1.1")  # FusedTrack is gone: geofence would be left without its input
+    (offer,) = [o for o in json.loads(ok(update(platform, "check", "--json"))) if o["module"] == "beacon"]
+    assert (offer["available_version"], offer["status"]) == ("1.1", "refused")
+    assert "geofence" in offer["reason"]
     unmet = update(platform, "apply", "beacon")
     _refused(unmet, "1.1 refused", "cause UnmetRequirementError", "role acme", "geofence", FUSED)
 
