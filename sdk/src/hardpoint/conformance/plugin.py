@@ -159,6 +159,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "exitstatus": int(exitstatus),
         "verdicts": run.verdicts,
     }
+    # The interoperability matrix written by hardpoint_runtime.conformance.checks_interop (CF-IOP-020).
+    matrix = run.report_dir / "interop-matrix.json"
+    if matrix.is_file():
+        interop = json.loads(matrix.read_text(encoding="utf-8"))
+        if interop.get("subject") == run.module:  # never a matrix of another module left in the directory
+            result["interop"] = interop
     (run.report_dir / RESULT_FILE).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
 
