@@ -18,7 +18,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -426,10 +426,27 @@ class Updater:
             raise KeyError(f"no module {module!r} on platform {self.daemon.config.platform.name!r}")
         return str(m.version) if m.dist is not None and m.process is not None else ""
 
+    @contextlib.contextmanager
+    def _one_at_a_time(self, module: str) -> Iterator[None]:
+        """One attempt at a time; a second request is refused at once rather than queued behind a long probation."""
+        if self.config is None:
+            raise ValueError("this platform has no [update] section: it takes no signed updates")
+        if not self._lock.acquire(blocking=False):
+            raise ValueError(f"an update is already running on this platform; module {module!r} must wait for it")
+        try:
+            yield
+        finally:
+            self._lock.release()
+
     def apply(
         self, module: str, version: str | None, progress: Callable[[UpdateProgress], None] | None
     ) -> UpdateRecord:
-        with self._lock:
+        """Run one update attempt to its end (see the module docstring); refusals and rollbacks are records.
+
+        :raises KeyError: no such module. :raises ValueError: no ``[update]`` section, or an update is running.
+        """
+        self._active_version(module)
+        with self._one_at_a_time(module):
             from_version = self._active_version(module)
             entry = self.store.journal_begin(module, from_version, version or "")
             report = _Reporter(self.daemon, module, entry.id, progress)
@@ -455,7 +472,8 @@ class Updater:
 
     def rollback(self, module: str) -> UpdateRecord:
         """Return to the version before the last committed update (still installed), through the same switch."""
-        with self._lock:
+        self._active_version(module)
+        with self._one_at_a_time(module):
             current = self._active_version(module)
             previous = ""
             for e in self.store.journal(module=module, limit=1000):

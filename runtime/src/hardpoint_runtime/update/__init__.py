@@ -6,6 +6,9 @@
   (:class:`DirectoryFetcher`), returning :class:`VerifiedTarget` files.
 - :func:`read_module_wheel`: a module wheel's entry point and embedded
   manifest (the manifest-in-wheel rule is documented in ``_wheel.py``).
+- Daemon side: :func:`install_wheel` (atomic, side by side in the module
+  store), :func:`precheck` (whole-platform check of a candidate manifest),
+  the journal steps :data:`STEPS` and the recovery rule :func:`recover`.
 - Errors: :class:`UpdateError` and its subclasses, each naming the cause,
   the target and the TUF role.
 """
@@ -24,6 +27,9 @@ from hardpoint_runtime.update._errors import (
     UpdateError,
 )
 from hardpoint_runtime.update._fetchers import DirectoryFetcher
+from hardpoint_runtime.update._install import InstallError, install_wheel, sweep_partials
+from hardpoint_runtime.update._journal import STEPS, JournalEntry, Recovery, recover
+from hardpoint_runtime.update._precheck import Breakage, UnmetRequirementError, breakages, precheck
 from hardpoint_runtime.update._repository import Expiry, UpdateRepository, target_path_for
 from hardpoint_runtime.update._wheel import MANIFEST_FILE, MODULE_GROUP, ModuleWheel, read_module_wheel
 
@@ -49,4 +55,15 @@ __all__ = [
     "ReleaseError",
     "ManifestMismatchError",
     "ModuleRollbackError",
+    "InstallError",
+    "UnmetRequirementError",
+    "install_wheel",
+    "sweep_partials",
+    "STEPS",
+    "JournalEntry",
+    "Recovery",
+    "recover",
+    "Breakage",
+    "breakages",
+    "precheck",
 ]
