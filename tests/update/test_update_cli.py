@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -85,6 +90,9 @@ class UpdateFake(PlatformControl):
         self.rollback_error: Exception | None = None
         self.applied: list[tuple[str, str | None]] = []
         self._lock = threading.Lock()
+        #: When set, update_apply waits for it after its first progress report.
+        self.hold: threading.Event | None = None
+        self.finished = threading.Event()
 
     def list_modules(self) -> list[ModuleStatus]:
         return []
@@ -101,9 +109,12 @@ class UpdateFake(PlatformControl):
             raise KeyError(module)
         with self._lock:
             self.applied.append((module, version))
-        for p in PROGRESS:
+        for i, p in enumerate(PROGRESS):
             if progress is not None:
                 progress(p)
+            if i == 0 and self.hold is not None:
+                assert self.hold.wait(60), "the test never released the update"
+        self.finished.set()
         return self.result
 
     def update_status(self) -> list[UpdateRecord]:
@@ -274,3 +285,43 @@ def test_on_a_terminal_the_download_gate_and_probation_windows_are_bars() -> Non
     assert (bars["gate"].completed, bars["gate"].total) == (5, 5)  # passed: the window is over
     assert (bars["probation"].completed, bars["probation"].total) == (3, 3)
     assert "6000/6000 bytes" in out.getvalue()
+
+
+def test_ctrl_c_ends_apply_but_not_the_update(server: ManagementServer, fake: UpdateFake) -> None:
+    """UPD-API-003, UPD-CLI-006: the operator leaves; hardpointd finishes the update."""
+    fake.hold = threading.Event()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HARDPOINT_")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hardpoint_runtime.cli",
+            "--socket",
+            str(server.socket_path),
+            "update",
+            "apply",
+            "beacon",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env | {"NO_COLOR": "1", "TERM": "dumb"},
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "beacon: requested"  # the update is under way
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1, err
+    assert "interrupted; the update of 'beacon' goes on in hardpointd" in err
+    assert "Traceback" not in err
+    assert not fake.finished.is_set()
+    fake.hold.set()
+    deadline = time.monotonic() + 30
+    while not fake.finished.is_set():
+        assert time.monotonic() < deadline, "the update did not finish after the CLI left"
+        time.sleep(0.05)

@@ -17,6 +17,11 @@ Import-light like the rest of the CLI: gRPC and rich are loaded when a command r
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Final
@@ -225,21 +230,46 @@ def apply(
     ] = 0,
     json_out: JsonOption = False,
 ) -> None:
-    """Verify, install side by side, stage, gate, switch and watch MODULE; exit 1 if refused or rolled back."""
+    """Verify, install side by side, stage, gate, switch and watch MODULE; exit 1 if refused or rolled back.
+
+    Ctrl-C ends the command, not the update: hardpointd finishes it ('hardpoint update status').
+    """
     cli = _cli()
     console = None if json_out else cli._console()
-    with cli._client(ctx) as client:
-        if console is None:
-            result: UpdateRecord = client.apply_update(module, version, timeout_s=timeout or None)
-        else:
-            with _ProgressView(console) as view:
-                result = client.apply_update(module, version, progress=view, timeout_s=timeout or None)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        # As for 'events --follow': Ctrl-C may land inside gRPC's C core, where a KeyboardInterrupt
+        # can leave the channel stuck; leave at once instead (the daemon sees the stream close).
+        previous = signal.signal(signal.SIGINT, _leave_on_interrupt(module))
+    try:
+        with cli._client(ctx) as client:
+            if console is None:
+                result: UpdateRecord = client.apply_update(module, version, timeout_s=timeout or None)
+            else:
+                with _ProgressView(console) as view:
+                    result = client.apply_update(module, version, progress=view, timeout_s=timeout or None)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     if json_out:
         cli._print_json(_record_json(result))
     else:
         _print_result(result)
     if result.outcome not in _SUCCESS:
         cli._fail(refusal_text(result))
+
+
+def _leave_on_interrupt(module: str) -> Callable[[int, object], None]:
+    def leave(_signum: int, _frame: object) -> None:
+        sys.stdout.flush()
+        sys.stderr.write(
+            f"hardpoint: error: interrupted; the update of {module!r} goes on in hardpointd "
+            "(follow it with 'hardpoint update status' and 'hardpoint update history')\n"
+        )
+        sys.stderr.flush()
+        os._exit(1)
+
+    return leave
 
 
 def _print_result(r: UpdateRecord) -> None:
