@@ -81,8 +81,9 @@ def module_manifest(
     supplier: str = SUPPLIER,
     extra_provides: Sequence[str] = (),
     requires: Sequence[str] = (),
+    primary: bool = True,
 ) -> dict[str, Any]:
-    """The manifest the built wheel embeds (and the module loads)."""
+    """The manifest the built wheel embeds (and the module loads); ``primary=False`` drops NavState."""
     unknown = [i for i in extra_provides if i not in EXTRA_INTERFACES]
     if unknown:
         raise ValueError(f"extra_provides {unknown} not supported; choose from {EXTRA_INTERFACES}")
@@ -90,7 +91,7 @@ def module_manifest(
         "name": name,
         "version": version,
         "supplier": supplier,
-        "provides": [PRIMARY_INTERFACE, *extra_provides],
+        "provides": [PRIMARY_INTERFACE, *extra_provides] if primary else list(extra_provides),
         "requires": list(requires),
         "description": "update test module: NavState beacon",
     }
@@ -125,8 +126,8 @@ class Beacon:
     @hookimpl
     def on_configure(self, ctx):
         self.ctx = ctx
-        self.nav = ctx.bus.publisher(nav_pb2.NavState)
         provides = set(self.manifest.provides)
+        self.nav = ctx.bus.publisher(nav_pb2.NavState) if "hardpoint.nav.v1.NavState" in provides else None
         self.fused = ctx.bus.publisher(track_pb2.FusedTrack) if "hardpoint.track.v1.FusedTrack" in provides else None
         self.sensor = ctx.bus.publisher(track_pb2.SensorTrack) if "hardpoint.track.v1.SensorTrack" in provides else None
 
@@ -135,7 +136,7 @@ class Beacon:
         if BEHAVIOUR == "crash_at_start":
             os._exit(70)  # a real crash: the worker process is gone
         self._started = time.monotonic()
-        self._timers.append(ctx.every(0.1, self.tick_nav))
+        self._timers.append(ctx.every(0.1, self.tick_nav))  # also reports health
         if self.fused is not None:
             self._timers.append(ctx.every(0.5, self.tick_fused))
         if self.sensor is not None:
@@ -156,7 +157,7 @@ class Beacon:
 
     def tick_nav(self):
         self._health()
-        if STOP_AFTER_S is not None and time.monotonic() - self._started > STOP_AFTER_S:
+        if self.nav is None or (STOP_AFTER_S is not None and time.monotonic() - self._started > STOP_AFTER_S):
             return
         self._seq += 1
         msg = nav_pb2.NavState(
@@ -190,9 +191,17 @@ class Beacon:
 
 
 def _cache_key(
-    name: str, version: str, behaviour: str, *, extras: tuple[str, ...], supplier: str, requires: tuple[str, ...]
+    name: str,
+    version: str,
+    behaviour: str,
+    *,
+    extras: tuple[str, ...],
+    supplier: str,
+    requires: tuple[str, ...],
+    primary: bool = True,
 ) -> str:
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{name}-{version}-{behaviour}-{'+'.join(extras)}-{supplier}")
+    flag = "" if primary else "-noprimary"
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{name}-{version}-{behaviour}-{'+'.join(extras)}-{supplier}{flag}")
     return safe + ("-req-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", "+".join(requires)) if requires else "")
 
 
@@ -205,19 +214,24 @@ def build_module_wheel(
     extra_provides: Sequence[str] = (),
     supplier: str = SUPPLIER,
     requires: Sequence[str] = (),
+    primary: bool = True,
 ) -> Path:
     """Build (or reuse) the wheel of module ``name`` at ``version`` that behaves as ``behaviour``.
+
+    ``primary=False`` builds a version that does not provide NavState (only ``extra_provides``).
 
     Pass a session-scoped directory as ``tmp_dir`` so the cache lasts the whole session.
     """
     _check_behaviour(behaviour)
     extras, reqs = tuple(extra_provides), tuple(requires)
-    key = (str(tmp_dir), name, version, behaviour, extras, supplier, reqs)
+    key = (str(tmp_dir), name, version, behaviour, extras, supplier, reqs, primary)
     with _lock:
         cached = _cache.get(key)
         if cached is not None and cached.exists():
             return cached
-        wheel = _build(tmp_dir, name, version, behaviour, extras=extras, supplier=supplier, requires=reqs)
+        wheel = _build(
+            tmp_dir, name, version, behaviour, extras=extras, supplier=supplier, requires=reqs, primary=primary
+        )
         _cache[key] = wheel
         return wheel
 
@@ -231,8 +245,11 @@ def _build(
     extras: tuple[str, ...],
     supplier: str,
     requires: tuple[str, ...],
+    primary: bool = True,
 ) -> Path:
-    work = tmp_dir / _cache_key(name, version, behaviour, extras=extras, supplier=supplier, requires=requires)
+    work = tmp_dir / _cache_key(
+        name, version, behaviour, extras=extras, supplier=supplier, requires=requires, primary=primary
+    )
     out = work / "dist"
     package = "hp_mk_" + name.replace("-", "_")
     dist = package.replace("_", "-")
@@ -269,7 +286,9 @@ def _build(
         name=name, version=version, behaviour=behaviour, stop_after=float(stop.group(1)) if stop else None
     )
     (project / package / "__init__.py").write_text(source)
-    manifest = module_manifest(version, name=name, supplier=supplier, extra_provides=extras, requires=requires)
+    manifest = module_manifest(
+        version, name=name, supplier=supplier, extra_provides=extras, requires=requires, primary=primary
+    )
     (project / package / "hardpoint-manifest.json").write_text(json.dumps(manifest, indent=2))
     done = subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(project)],
