@@ -1,4 +1,4 @@
-"""The supplier's guide (docs/supplier-guide.md), followed step by step, so it cannot drift from reality.
+"""The supplier's guide (docs/supplier-guide.md), followed step by step, so it cannot drift from reality (CF-NEW-005).
 
 Every fenced ``sh`` block of the guide is run in order with bash (``set -euo pipefail``), in
 a temporary working directory, each block in the directory the previous one ended in, and
@@ -140,11 +140,12 @@ def _run_block(env: Env, cwd: Path, index: int, block: str) -> tuple[Path, str]:
         timeout=STEP_TIMEOUT_S,
         check=False,
     )
+    took = time.monotonic() - started
     output = f"$ {block.strip()}\n{proc.stdout}{proc.stderr}"
     assert proc.returncode == 0, (
-        f"docs/supplier-guide.md sh block {index + 1} exited {proc.returncode} "
-        f"after {time.monotonic() - started:.1f} s:\n{output[-6000:]}"
+        f"docs/supplier-guide.md sh block {index + 1} exited {proc.returncode} after {took:.1f} s:\n{output[-6000:]}"
     )
+    print(f"guide block {index + 1}: {took:5.1f} s  {block.strip().splitlines()[0]}")  # shown with -s / -rP
     return Path(where.read_text().strip()), output
 
 

@@ -1,6 +1,6 @@
-"""``hardpoint new module``: what it writes works (its own tests pass, lint-clean, typed, a valid
-module wheel), for the default and for every interface it can be asked for; bad requests are
-refused with the cause and write nothing."""
+"""``hardpoint new module`` (spec/conformance.md CF-NEW-001..004): what it writes works (its own
+tests pass, lint-clean, typed, a valid module wheel), for the default and for every interface it
+can be asked for; bad requests are refused with the cause and write nothing."""
 
 from __future__ import annotations
 
