@@ -43,6 +43,8 @@ QUIET_S, GRACE_S = 2.0, 1.0
 #: Longest wait for the first sample of a periodic interface after activation (sensors wait for inputs).
 FIRST_SAMPLE_S: Final = 15.0
 HEALTH: Final = "hardpoint.core.v1.ModuleHealth"
+#: Longest wait for the first heartbeat of a fresh worker (beats come every second).
+MATCH_S: Final = 10.0
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +168,11 @@ def test_a_failing_hook_goes_through_error_processing(
     host, name = lifecycle_host, lifecycle_host.manifest.name
     health = host.tap_of([HEALTH])
     try:
+        started = time.monotonic()
         _fresh(host, config={**host.config, UNKNOWN_OPTION: True})
+        # A beat received means the worker's health writer has matched the tap: the next ones are not lost.
+        if not wait_until(lambda: _beats(health, name, started), timeout_s=MATCH_S):
+            pytest.fail(f"SDK-LC-006: module {name!r}: no heartbeat within {MATCH_S:g} s of start", pytrace=False)
         since = time.monotonic()
         reply = host.transition("configure")
         if reply["ok"] and reply["state"] == "inactive" and not reply["error"]:
