@@ -14,7 +14,6 @@ import json
 import shutil
 import subprocess
 import sys
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 from securesystemslib.signer import CryptoSigner, Key
 from typer.testing import CliRunner, Result
+from wheelkit import nav_copy_wheel, write_wheel
 
 from hardpoint_runtime.cli import app
 from hardpoint_runtime.conformance._evidence import (
@@ -449,7 +449,7 @@ def test_check_with_a_bad_sign_key_fails_before_running(tmp_path: Path) -> None:
     assert not (tmp_path / "evidence").exists()
 
 
-_FAILING_MODULE = """
+_FAILING_MODULE = b"""
 from hardpoint import Manifest
 
 
@@ -459,17 +459,28 @@ class Wheeled:
 
 
 def test_a_failing_run_is_signed_and_its_evidence_refused(keys: tuple[Path, Path], tmp_path: Path) -> None:
-    wheel = tmp_path / "wheeled-1.0.0-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as zf:
-        zf.writestr("hardpoint_wheeled/__init__.py", _FAILING_MODULE)
-        zf.writestr("wheeled-1.0.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: wheeled\nVersion: 1.0.0\n")
-        zf.writestr(
-            "wheeled-1.0.0.dist-info/entry_points.txt", "[hardpoint.modules]\nwheeled = hardpoint_wheeled:Wheeled\n"
-        )
-    run = cli("check", wheel, "--certified", "--report", tmp_path / "report", "--sign-key", keys[0])
+    wheel = write_wheel(
+        tmp_path,
+        distribution="wheeled",
+        version="1.0.0",
+        entry_points={"wheeled": "hardpoint_wheeled:Wheeled"},
+        files={"hardpoint_wheeled/__init__.py": _FAILING_MODULE},
+    )
+    # the static checks are enough to fail it; a failing run is named before a relaxed one
+    run = cli("check", wheel, "--only", "checks_manifest", "--report", tmp_path / "report", "--sign-key", keys[0])
     assert run.exit_code == 1, (run.stdout, run.stderr)
     assert (tmp_path / "report" / "evidence.dsse.json").is_file()
     refusal = cli("verify", tmp_path / "report" / "evidence.dsse.json", "--wheel", wheel, "--trusted-key", keys[1])
     assert refusal.exit_code == 1
     assert refusal.stderr.startswith("hardpoint: error: conformance evidence not passing: module 'wheeled': ")
     assert "test_required_interfaces_in_interface_set [RT-RES-004, RT-RES-011] failed" in refusal.stderr
+    assert "hardpoint.nav.v2.NavState" in refusal.stderr
+
+
+def test_a_relaxed_passing_run_is_signed_and_refused_as_not_certified(keys: tuple[Path, Path], tmp_path: Path) -> None:
+    wheel = nav_copy_wheel(tmp_path)
+    run = cli("check", wheel, "--only", "checks_manifest", "--report", tmp_path / "report", "--sign-key", keys[0])
+    assert run.exit_code == 0, (run.stdout, run.stderr)
+    refusal = cli("verify", tmp_path / "report" / "evidence.dsse.json", "--wheel", wheel, "--trusted-key", keys[1])
+    assert refusal.exit_code == 1
+    assert refusal.stderr.startswith("hardpoint: error: conformance evidence not certified: module 'nav': ")

@@ -379,6 +379,12 @@ def gated_platform(
         domain.release()
 
 
+def _downloaded(platform: Gated) -> list[str]:
+    """Files in the daemon's download directory (``<state_dir>/update/downloads`` by default)."""
+    downloads = platform.state / "update" / "downloads"
+    return sorted(p.name for p in downloads.iterdir()) if downloads.is_dir() else []
+
+
 DAEMON_REFUSALS = {
     "1.1": ("EvidenceMissingError", "conformance evidence missing"),
     "1.2": ("EvidenceDigestError", "the evidence is for hp_mk_beacon-2.0-py3-none-any.whl"),
@@ -399,8 +405,7 @@ def test_daemon_refuses_a_release_without_valid_evidence(gated_platform: Gated, 
     assert says in record.reason
     assert f"acme/beacon/hp_mk_beacon-{version}-py3-none-any.whl" in record.reason
     # refused before download: nothing fetched, nothing installed, 1.0 still running in the same process
-    downloads = gated_platform.state / "update" / "downloads"
-    assert not [p for p in downloads.glob("*") if version in p.name] if downloads.exists() else True
+    assert not [name for name in _downloaded(gated_platform) if f"hp_mk_beacon-{version}-" in name]
     assert not (gated_platform.state / "modules" / "beacon" / version).exists()
     after = daemon.get_module("beacon")
     assert (after.version, after.state, after.pid) == ("1.0", "active", before.pid)
@@ -417,4 +422,8 @@ def test_daemon_installs_a_release_with_valid_evidence(gated_platform: Gated) ->
     assert (status.version, status.state) == ("2.0", "active")
     assert daemon.store.pinned_version("beacon") == "2.0"
     assert (gated_platform.state / "modules" / "beacon" / "2.0").is_dir()
+    # the same place the refusals were checked in does receive a release that passes the gate
+    assert [name for name in _downloaded(gated_platform) if "hp_mk_beacon-" in name] == [
+        "acme%2Fbeacon%2Fhp_mk_beacon-2.0-py3-none-any.whl"
+    ]
     wait_for(lambda: len(worker_pids(gated_platform.domain_id, "beacon")) == 1, timeout=15, what="one beacon process")

@@ -24,7 +24,7 @@
 ``application/vnd.in-toto+json``) signed with a ``securesystemslib`` signer.
 :func:`verify_evidence` checks, in this order, so no unsigned content is ever
 judged: envelope shape, trusted signatures (threshold), statement and predicate
-type, subject digest, certified flag, verdicts. :func:`check_evidence` is the
+type, subject digest, verdicts, certified flag. :func:`check_evidence` is the
 gate the daemon runs on a TUF target's signed custom metadata before download.
 
 The sign/verify/gate functions are pure (no IO besides their arguments); the
@@ -361,16 +361,17 @@ def _failing(checks: Iterable[Any]) -> list[str]:
 
 
 def _check_verdicts(predicate: dict[str, Any], ctx: _Context, module: str) -> None:
-    if predicate.get("certified") is not True:
-        raise ctx.error(
-            EvidenceNotCertifiedError,
-            "the evidence records a relaxed run (skips allowed); the gate needs a certified run "
-            "(hardpoint conformance check --certified)",
-            module=module,
-        )
     checks = predicate["checks"]
     failing = _failing(checks)
     if predicate.get("verdict") == "pass" and checks and not failing:
+        # a failing run is the bigger problem, so it is named first; a passing one must also be certified
+        if predicate.get("certified") is not True:
+            raise ctx.error(
+                EvidenceNotCertifiedError,
+                "the evidence records a relaxed run (skips allowed); the gate needs a certified run "
+                "(hardpoint conformance check --certified)",
+                module=module,
+            )
         return
     if not checks:
         detail = "the evidence records no check at all"
