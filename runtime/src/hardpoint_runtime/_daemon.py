@@ -201,7 +201,12 @@ class Daemon:
                     why = f"module {entry.name!r} {dist.version} does not load: {found.get('error', 'unknown error')}"
             m.dist = dist
             self.modules[entry.name] = m
-            candidates.append(Candidate(name=entry.name, node=node, manifest=manifest, reason_missing=why))
+            # With [update], a module not installed yet waits for its first install instead of
+            # stopping the platform (and an interrupted first install leaves it waiting: pin "").
+            awaiting = dist is None and (self.config.update is not None or pinned == "")
+            candidates.append(
+                Candidate(name=entry.name, node=node, manifest=manifest, reason_missing=why, awaiting_install=awaiting)
+            )
         interfaces = {n: InterfaceInfo(name=n, single_writer=s.single_writer) for n, s in all_interfaces().items()}
         resolution = resolve(candidates, interfaces)
         self.platform_errors = list(resolution.errors)
@@ -620,7 +625,9 @@ class Daemon:
                     name=name, version=m.version, supplier=m.supplier or "-", provides=m.provides,
                     requires=m.requires,
                 )  # fmt: skip
-            candidates.append(Candidate(name=name, node=m.node, manifest=manifest, reason_missing=m.reason))
+            candidates.append(
+                Candidate(name=name, node=m.node, manifest=manifest, reason_missing=m.reason, awaiting_install=True)
+            )
         interfaces = {n: InterfaceInfo(name=n, single_writer=s.single_writer) for n, s in all_interfaces().items()}
         return candidates, interfaces
 

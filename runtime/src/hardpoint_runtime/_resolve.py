@@ -54,6 +54,9 @@ class Candidate:
     manifest: Manifest | None
     #: Why there is no manifest, e.g. ``no installed version of 'nav' satisfies '>=2'; installed: 1.0.0``.
     reason_missing: str = ""
+    #: Not installed yet, and the platform takes signed updates: the module is blocked until it is
+    #: installed (a first install through ``hardpoint update apply``), not a platform-level error.
+    awaiting_install: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +227,7 @@ class _Platform:
         errors.extend(
             f"module {name!r} is not installed: {c.reason_missing or 'no installed distribution'}"
             for name, c in sorted(self.candidates.items())
-            if c.manifest is None
+            if c.manifest is None and not c.awaiting_install
         )
         return errors
 
