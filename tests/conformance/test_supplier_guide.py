@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -131,17 +132,26 @@ def _run_block(env: Env, cwd: Path, index: int, block: str) -> tuple[Path, str]:
     where = env.root / f"cwd-{index}"
     script = f"set -euo pipefail\n{block}\npwd > {where}\n"
     started = time.monotonic()
-    proc = subprocess.run(
+    # Own session: on a timeout the whole step (a demo's daemon and its workers too) is ended, by its group id.
+    proc = subprocess.Popen(
         ["bash", "-c", script],
         cwd=cwd,
         env=env.variables,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=STEP_TIMEOUT_S,
-        check=False,
+        start_new_session=True,
     )
+    try:
+        stdout, stderr = proc.communicate(timeout=STEP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(
+            f"docs/supplier-guide.md sh block {index + 1} timed out after {STEP_TIMEOUT_S} s:\n{stdout}{stderr}"
+        )
     took = time.monotonic() - started
-    output = f"$ {block.strip()}\n{proc.stdout}{proc.stderr}"
+    output = f"$ {block.strip()}\n{stdout}{stderr}"
     assert proc.returncode == 0, (
         f"docs/supplier-guide.md sh block {index + 1} exited {proc.returncode} after {took:.1f} s:\n{output[-6000:]}"
     )
