@@ -12,6 +12,11 @@ the incursion's alert, the recording). With ``--hardpoint-report DIR`` the matri
 
 A module with no counterpart in a role passes that check with a recorded "not applicable" note; an ``n/a``
 cell (an aperiodic interface the run gave no occasion to publish) is a note too, never a skip.
+
+The module's own configuration comes from ``--hardpoint-config`` (its ``config`` table) like every bus
+check's. Its adapters are bound to the simulators on the interoperability scenario unless that file binds
+them: then they are used as given, and a sensor that does not see the scenario's targets fails the
+end-to-end judgements (the truth is the scenario's).
 """
 
 from __future__ import annotations
