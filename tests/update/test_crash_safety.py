@@ -3,9 +3,9 @@
 For each step of install and activation in turn, a real daemon (a separate
 process) runs ``beacon`` 1.0 and applies 1.1 from a signed directory
 repository with ``HARDPOINT_UPDATE_CRASH_AT=<step>`` (the updater's test seam,
-UPD-TEST-1: SIGKILL right after the step is written). Its module processes end
+UPD-TEST-001: SIGKILL right after the step is written). Its module processes end
 with it (their stdin closes). Then a fresh daemon starts on the same state and
-the test checks (UPD-REC-1):
+the test checks (UPD-REC-001):
 
 - exactly one ``beacon`` process runs, and the daemon's record, the pinned
   version, and the version in the module's heartbeat are the same;
@@ -13,16 +13,23 @@ the test checks (UPD-REC-1):
   and 1.1 after it: never a mix;
 - no partial install directory is left or selected;
 - the history shows the attempt ``interrupted`` (or ``committed``).
+
+The CI form runs the eight crash points on one platform in a chain (the daemon
+that checks the recovery from one step is then killed at the next), so the
+module's 1.1 is already in the store from the third step on; the ``slow``
+form gives every crash point a fresh platform.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from modkit import allocate_domain, build_module_wheel, preinstall, publish_repo, wait_for, worker_pids, write_platform
@@ -31,27 +38,9 @@ from hardpoint_runtime._plugins import store_paths
 from hardpoint_runtime._updater import CRASH_ENV
 from hardpoint_runtime.update._journal import STEPS
 
-#: Drives a daemon in its own process: start, wait for beacon 1.0, apply 1.1 (the seam kills it mid-way).
-_APPLY = textwrap.dedent(
-    """
-    import sys, time
-    from hardpoint_runtime._daemon import Daemon
-    d = Daemon(sys.argv[1])
-    d.start()
-    end = time.monotonic() + 60
-    while time.monotonic() < end:
-        m = d.get_module("beacon")
-        if m.state == "active" and m.health == "ok":
-            break
-        time.sleep(0.05)
-    record = d.update_apply("beacon", "1.1")
-    print("NOT KILLED", record, flush=True)
-    d.stop()
-    """
-)
-
-#: A restarted daemon: reports what runs once beacon is active and beating, then stops when stdin closes.
-_CHECK = textwrap.dedent(
+#: A daemon in its own process: once beacon is active and beating it prints what runs (JSON), then on
+#: "apply" applies 1.1 (``HARDPOINT_UPDATE_CRASH_AT`` kills it mid-way) and on "stop" (or end of input) stops.
+_DAEMON = textwrap.dedent(
     """
     import json, sys, time
     from hardpoint_runtime._daemon import Daemon
@@ -67,10 +56,82 @@ _CHECK = textwrap.dedent(
         "beat_version": m.beat_version, "pin": d.store.pinned_version("beacon"),
         "history": [[h.step, h.outcome, h.from_version, h.to_version, h.cause] for h in history],
     }), flush=True)
-    sys.stdin.read()
+    for line in sys.stdin:
+        if line.strip() == "apply":
+            print(json.dumps({"not_killed": str(d.update_apply("beacon", "1.1"))}), flush=True)
+        else:
+            break
     d.stop()
     """
 )
+
+
+class _Daemon:
+    """One run of :data:`_DAEMON` on a platform."""
+
+    def __init__(self, config: Path, crash_at: str | None) -> None:
+        env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
+        if crash_at is not None:
+            env[CRASH_ENV] = crash_at
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _DAEMON, str(config)],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+
+    def status(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line, f"the daemon exited before reporting (code {self.proc.poll()})"
+        seen: dict[str, Any] = json.loads(line)
+        return seen
+
+    def send(self, command: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+
+    def apply_and_die(self, step: str) -> None:
+        self.send("apply")
+        code = self.proc.wait(timeout=120)
+        assert code == -signal.SIGKILL, f"daemon not killed at {step} (exit {code})"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.send("stop")
+            self.proc.wait(timeout=60)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                stream.close()
+
+
+def _check_consistent(seen: dict[str, Any], domain_id: int, root: Path, step: str) -> None:
+    """What a restarted daemon runs after a kill at ``step`` (UPD-REC-001)."""
+    expected = "1.1" if step == "committed" else "1.0"  # only a committed attempt keeps the new version
+    assert (seen["state"], seen["version"], seen["pin"], seen["beat_version"]) == (
+        "active", expected, expected, expected,
+    ), (step, seen)  # fmt: skip
+    assert worker_pids(domain_id, "beacon") == [seen["pid"]]  # exactly one beacon process: the daemon's
+    last_step, outcome, from_v, to_v, cause = seen["history"][0]
+    assert (last_step, from_v, to_v) == (step, "1.0", "1.1")
+    assert (outcome, cause) == (("committed", "") if step == "committed" else ("interrupted", "interrupted"))
+    store = root / "state" / "modules" / "beacon"
+    assert not list(store.glob(".partial-*"))
+    assert all(Path(p).parent.name in {"1.0", "1.1"} for p in store_paths(root / "state" / "modules"))
+    print(f"crash point {STEPS.index(step) + 1}/{len(STEPS)} ({step}): back on {expected}, consistent")
+
+
+def _dead_daemons_modules_end(domain_id: int) -> None:
+    # The killed daemon's module processes see their stdin close and end by themselves.
+    wait_for(lambda: not worker_pids(domain_id), timeout=30, what="the dead daemon's module processes to end")
 
 
 @pytest.fixture(scope="module")
@@ -87,69 +148,67 @@ def _expected(step: str) -> str:
     return "1.1" if step == "committed" else "1.0"
 
 
-@pytest.mark.parametrize("step", STEPS)
-def test_daemon_killed_at_step_comes_back_consistent(tmp_path: Path, repo: tuple[Path, Path], step: str) -> None:
-    """One crash point per test (~10 s each: two daemon starts and an update up to the step)."""
-    assert _crash_and_check(tmp_path / "plat", repo, step) == step
-
-
-def test_crash_points_are_every_step() -> None:
-    """The parametrization above covers every journal step of install and activation."""
-    print(f"crash points covered: {len(STEPS)} ({', '.join(STEPS)})")
-    assert STEPS == (
-        "requested", "downloaded", "installed", "staged", "gate_passed", "switched", "probation_passed", "committed",
-    )  # fmt: skip
-
-
-def _crash_and_check(root: Path, repo: tuple[Path, Path], step: str) -> str:
+def test_daemon_killed_at_every_step_comes_back_consistent(tmp_path: Path, repo: tuple[Path, Path]) -> None:
+    """CI form: one platform; the daemon that checks the recovery from step k is the one killed at step k+1."""
     repo_dir, v10 = repo
+    root = tmp_path / "plat"
+    domain = allocate_domain()
+    covered = []
+    try:
+        config = write_platform(root, domain.id, repo_dir, gate_timeout_s=15.0, probation_s=1.0)
+        preinstall(root, v10, "1.0")
+        previous = None
+        for step in (*STEPS, None):
+            daemon = _Daemon(config, step)
+            try:
+                seen = daemon.status()
+                if previous is not None:
+                    _check_consistent(seen, domain.id, root, previous)
+                    covered.append(previous)
+                if step is None:
+                    daemon.stop()
+                    break
+                daemon.apply_and_die(step)
+            finally:
+                daemon.close()
+            _dead_daemons_modules_end(domain.id)
+            previous = step
+    finally:
+        _kill_leftovers(domain.id)
+        domain.release()
+    print(f"crash points covered: {len(covered)} ({', '.join(covered)})")
+    assert covered == list(STEPS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", STEPS)
+def test_daemon_killed_at_step_on_a_fresh_platform(tmp_path: Path, repo: tuple[Path, Path], step: str) -> None:
+    """Each crash point on a fresh platform (nothing of 1.1 downloaded or installed before the attempt)."""
+    repo_dir, v10 = repo
+    root = tmp_path / "plat"
     domain = allocate_domain()
     try:
         config = write_platform(root, domain.id, repo_dir, gate_timeout_s=15.0, probation_s=1.0)
         preinstall(root, v10, "1.0")
-        env = {**os.environ, CRASH_ENV: step}
-        killed = subprocess.run(
-            [sys.executable, "-c", _APPLY, str(config)],
-            check=False,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert killed.returncode == -9, f"daemon not killed at {step}: {killed.stdout[-2000:]}{killed.stderr[-3000:]}"
-        # Its module processes see their stdin close and end by themselves.
-        wait_for(lambda: not worker_pids(domain.id), timeout=30, what="the dead daemon's module processes to end")
-        env.pop(CRASH_ENV)
-        with subprocess.Popen(
-            [sys.executable, "-c", _CHECK, str(config)],
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        ) as checker:
-            assert checker.stdout is not None
-            assert checker.stdin is not None
-            seen = json.loads(checker.stdout.readline() or "null")
-            running = worker_pids(domain.id, "beacon")
-            checker.stdin.close()
-            checker.wait(timeout=60)
-        assert seen is not None, "the restarted daemon did not report"
-        expected = _expected(step)
-        assert (seen["state"], seen["version"], seen["pin"], seen["beat_version"]) == (
-            "active", expected, expected, expected,
-        ), seen  # fmt: skip
-        assert running == [seen["pid"]]  # exactly one beacon process, the one the daemon runs
-        last_step, outcome, from_v, to_v, cause = seen["history"][0]
-        assert (last_step, from_v, to_v) == (step, "1.0", "1.1")
-        assert (outcome, cause) == (("committed", "") if step == "committed" else ("interrupted", "interrupted"))
-        store = root / "state" / "modules" / "beacon"
-        assert not list(store.glob(".partial-*"))
-        assert all(Path(p).parent.name in {"1.0", "1.1"} for p in store_paths(root / "state" / "modules"))
-        print(f"crash point {STEPS.index(step) + 1}/{len(STEPS)} ({step}): back on {expected}, consistent")
-        return step
+        killed = _Daemon(config, step)
+        try:
+            assert killed.status()["version"] == "1.0"
+            killed.apply_and_die(step)
+        finally:
+            killed.close()
+        _dead_daemons_modules_end(domain.id)
+        checker = _Daemon(config, None)
+        try:
+            _check_consistent(checker.status(), domain.id, root, step)
+            checker.stop()
+        finally:
+            checker.close()
     finally:
-        for pid in worker_pids(domain.id):
-            if pid > 0:
-                os.kill(pid, 9)
+        _kill_leftovers(domain.id)
         domain.release()
+
+
+def _kill_leftovers(domain_id: int) -> None:
+    for pid in worker_pids(domain_id):
+        if pid > 0:
+            os.kill(pid, signal.SIGKILL)

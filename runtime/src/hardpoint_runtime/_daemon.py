@@ -601,6 +601,11 @@ class Daemon:
     # -- signed updates (the work is in _updater.py) ------------------------------------------
 
     @property
+    def stopping(self) -> threading.Event:
+        """Set when the daemon is stopping (an update in its gate or probation gives up and restores)."""
+        return self._stop
+
+    @property
     def bus(self) -> Any:
         """The daemon's own bus (the update gate watches staged topics on it)."""
         return self._bus

@@ -632,7 +632,7 @@ class Updater:
             if int(view.elapsed_s) != last_second:
                 last_second = int(view.elapsed_s)
                 report("staged", done=last_second, total=int(timeout_s), message="waiting for the health gate")
-            time.sleep(WATCH_PERIOD_S)
+            self._sleep_unless_stopping(module)
 
     def _probation(  # noqa: PLR0917
         self, act: _Activation, module: str, version: str, probation_s: float, budget: int, report: _Reporter
@@ -646,7 +646,13 @@ class Updater:
             if int(elapsed) != last_second:
                 last_second = int(elapsed)
                 report("switched", done=last_second, total=int(probation_s), message="probation")
-            time.sleep(WATCH_PERIOD_S)
+            self._sleep_unless_stopping(module)
+
+
+    def _sleep_unless_stopping(self, module: str) -> None:
+        """Wait one watch period; a daemon that is stopping ends the attempt (the old version is restored)."""
+        if self.daemon.stopping.wait(WATCH_PERIOD_S):
+            raise _RolledBack("interrupted", f"update of module {module!r} interrupted: the daemon is stopping")
 
 
 class _Reporter:
@@ -840,6 +846,14 @@ class _Activation:
     def revert(self) -> None:
         """Return to the old version: re-activate it (or start it again) and stop the new one."""
         d, m = self.daemon, self.m
+        if d.stopping.is_set():
+            # The daemon stops everything it supervises; only what it does not know must go here.
+            # The pin (old version) is written with the rollback, so the next start runs the old one.
+            if self.new is not None:
+                self.new.kill()
+            if self.old is not None and self.old is not m.process:
+                self.old.kill()
+            return
         with m.lock:
             m.restart_at = None
             if self.switched and m.process is not None and m.process is not self.old:
@@ -852,7 +866,6 @@ class _Activation:
             else:
                 m.process, m.dist, m.state = None, None, "not_started"
                 m.reason = f"first install of {self.version} rolled back"
-        _ = d
 
     def commit(self) -> None:
         """Stop the old version for good."""
