@@ -25,6 +25,9 @@ Options (group ``hardpoint``):
     TOML with the module's own ``[config]`` table and ``[adapters.<binding>]`` tables
     (``driver``, ``config``) used when the bus checks host the module; default: no
     configuration and the simulated bindings of the patrol platform.
+``--hardpoint-max-examples N``
+    Generated examples per input interface and message family in the robustness and
+    task checks (default 25; environment ``HARDPOINT_MAX_EXAMPLES``).
 
 Fixtures (hardpoint is imported inside them, never at plugin load):
 ``hardpoint_module`` (the loaded entry-point object), ``hardpoint_manifest``
@@ -103,6 +106,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="FILE",
         default=None,
         help="TOML file with the module's [config] table and its [adapters] bindings for the bus checks",
+    )
+    group.addoption(
+        "--hardpoint-max-examples",
+        metavar="N",
+        type=int,
+        default=None,
+        help="generated examples per input interface and family in the robustness and task checks (default 25)",
     )
 
 
