@@ -74,6 +74,7 @@ def _requirements(kind: str, spec: InterfaceSpec) -> tuple[str, ...]:
     if kind == "header":
         return (
             f"{spec.id}-TOPIC",
+            "IF-ENV-HEADER",
             "IF-ENV-SOURCE",
             "IF-ENV-SEQ",
             "IF-ENV-INTERFACE",

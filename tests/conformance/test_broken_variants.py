@@ -1,0 +1,142 @@
+"""Acceptance 2: each deliberately broken variant fails with the right check and requirement ID named.
+
+The variants are the distribution ``tests/fixtures/broken_variants`` (entry points ``broken_<what>``),
+each a reference module that breaks one rule. Every variant goes through the real CLI,
+``hardpoint conformance check broken_<what> --json``, all of them in parallel processes, once per
+session; each row below then asserts the exit code, the exact set of failing checks, and that each
+expected check names its requirement ID (in its marker and in its message).
+
+To add a variant: add its entry point to ``tests/fixtures/broken_variants/pyproject.toml`` and one
+``Variant(...)`` row to ``VARIANTS``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+NAV = "hardpoint.nav.v1.NavState"
+#: One ``hardpoint conformance check`` run may take this long on a loaded 2-core machine.
+RUN_TIMEOUT_S = 600
+#: Variants checked at the same time (each is mostly waiting for bus observation windows).
+PARALLEL = 6
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A broken variant and what the suite must say about it."""
+
+    name: str
+    #: The failing checks this variant exists for, each with the requirement ID it must name.
+    fails: Mapping[str, str]
+    #: Other checks that fail as a direct consequence of the same fault (each with the reason it must).
+    consequences: Mapping[str, str] = field(default_factory=dict)
+
+
+VARIANTS = [
+    Variant(
+        "broken_qos",
+        {f"test_qos[{NAV}]": "IF-NAV-STATE-QOS"},
+        # A volatile writer does not match the transient-local readers of the platform's consumers.
+        consequences={
+            "test_interop_as_provider": "CF-IOP-002",
+            "test_sample_schema_ids_match_platform": "CF-SCHEMA-003",
+        },
+    ),
+    Variant("broken_rate", {f"test_rate[{NAV}]": "IF-NAV-STATE-RATE"}),
+    Variant("broken_key", {f"test_key[{NAV}]": "IF-NAV-STATE-KEY"}),
+    Variant("broken_undeclared", {"test_no_undeclared_publication": "SDK-BUS-001"}),
+    Variant(
+        "broken_lifecycle",
+        {
+            "test_every_valid_transition_reaches_its_state": "CF-LC-001",
+            # It cannot be made INACTIVE, so "no samples unless active" cannot be shown either.
+            "test_publishes_only_while_active": "CF-LC-001",
+        },
+    ),
+    Variant(
+        "broken_field",
+        {f"test_field_constraints[{NAV}]": "IF-NAV-STATE-FIELD-POSITION.LATITUDE_DEG"},
+        # Positions 100 degrees off make the sensors' geo-referenced tracks wrong end to end.
+        consequences={"test_interop_as_provider": "CF-IOP-002"},
+    ),
+    Variant(
+        "broken_schema",
+        # Built against a vendored nav.proto whose fix_quality is a string: FIELD_WIRE_COMPATIBLE_TYPE.
+        {"test_announced_schemas_wire_compatible": "CF-SCHEMA-002"},
+        # Its samples carry the vendored schema id: every platform reader drops them, and decoded with the
+        # platform's schema the string field 6 is no FixQuality (it reads as the zero value).
+        consequences={
+            "test_sample_schema_ids_match_platform": "CF-SCHEMA-003",
+            f"test_header[{NAV}]": "IF-ENV-SCHEMA",
+            f"test_field_constraints[{NAV}]": "IF-NAV-STATE-FIELD-FIX_QUALITY",
+            "test_interop_as_provider": "CF-IOP-002",
+        },
+    ),
+]
+
+
+def _check(name: str, report: Path) -> tuple[int, dict[str, Any], str]:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hardpoint_runtime.cli",
+            "conformance",
+            "check",
+            name,
+            "--json",
+            "--report",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    try:
+        result = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        result = {}
+    return proc.returncode, result, proc.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, dict[str, Any], str]]:
+    """Every variant's (exit code, JSON result, stderr tail), checked in parallel processes."""
+    root = tmp_path_factory.mktemp("variants")
+    with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+        runs = {v.name: pool.submit(_check, v.name, root / v.name) for v in VARIANTS}
+        return {name: run.result() for name, run in runs.items()}
+
+
+@pytest.mark.timeout(RUN_TIMEOUT_S * 2)
+@pytest.mark.parametrize("variant", VARIANTS, ids=[v.name for v in VARIANTS])
+def test_variant_fails_with_the_right_check_and_requirement(
+    variant: Variant, results: dict[str, tuple[int, dict[str, Any], str]]
+) -> None:
+    code, result, stderr = results[variant.name]
+    assert result, f"{variant.name}: no JSON result (exit {code}):\n{stderr}"
+    checks = {c["check"]: c for c in result["checks"]}
+    failing = {name for name, c in checks.items() if c["outcome"] != "passed"}
+    summary = {name: checks[name].get("message", "")[:300] for name in sorted(failing)}
+    assert code == 1, f"{variant.name}: exit {code}, verdict {result['verdict']}"
+    assert result["verdict"] == "fail"
+    assert failing == set(variant.fails) | set(variant.consequences), json.dumps(summary, indent=1)
+    for name, requirement in {**variant.fails, **variant.consequences}.items():
+        check = checks[name]
+        assert check["outcome"] == "failed", f"{name}: {check['outcome']} (an error is not a verdict): {check}"
+        assert requirement in check["requirements"], f"{name} does not cite {requirement}: {check['requirements']}"
+        assert requirement in check.get("message", ""), f"{name}: message does not name {requirement}: {check}"
+    # The variant broke one rule: every other check ran and passed (none skipped).
+    assert len(checks) - len(failing) >= 10
