@@ -51,7 +51,8 @@ def test_radar_is_hosted_fed_by_the_reference_nav_and_seen_by_the_probe() -> Non
         assert "hp/nav/v1/state" not in topics
         assert host.tap is not None
         raw = host.tap.frames(topic="hp/track/v1/sensor")
-        assert raw and {f.source for f in raw} == {"radar"}
+        assert raw
+        assert {f.source for f in raw} == {"radar"}
         assert host.transition("shutdown")["state"] == "finalized"
     assert not host.alive()
 
