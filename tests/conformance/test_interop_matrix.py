@@ -271,3 +271,18 @@ def test_markdown_rows_providers_columns_consumers() -> None:
     assert "Verdict: **FAIL**" in text
     assert not m.ok
     assert m.failures() == [cells[1]]
+
+
+def test_only_a_geofence_is_held_to_the_incursion_alerts(truth: Truth) -> None:
+    """A module that alerts on tracks but keeps no zones (``alerter``) is judged on delivery alone."""
+    alerter = Party("alerter", (ALERT,), requires=(FUSED,))
+    plan = plan_for(alerter, REFS, INTERFACES)
+    assert "geofence" not in _members(plan)  # replaced: it provides Alert too
+    obs = _sensor_obs(truth, offset_m=0.0)
+    obs.counters["alerter"] = {f"sub:{FUSED}.delivered": 5}
+    cells = {(c.provider, c.consumer): c for c in judge(plan, obs, truth, hardpoint.all_interfaces(), until_s=20.0)}
+    assert cells["fusion", "alerter"].verdict == "pass"
+    assert "delivered to alerter" in cells["fusion", "alerter"].detail
+    obs.counters["alerter"] = {f"sub:{FUSED}.delivered": 5, f"sub:{FUSED}.undecodable": 2}
+    cells = {(c.provider, c.consumer): c for c in judge(plan, obs, truth, hardpoint.all_interfaces(), until_s=20.0)}
+    assert cells["fusion", "alerter"].verdict == "fail"

@@ -13,7 +13,7 @@ pairing (interface, consumer)   end-to-end judgement
 ``NavState`` -> a sensor        the sensor's geo-referenced tracks (positions computed with the nav
 (provides ``SensorTrack``)      it was fed) lie within :data:`GATE_M` of a scenario target (>= 90 %)
 ``FusedTrack`` -> a geofence    every zone incursion of the scenario (truth) raises a RAISED alert for
-(provides ``Alert``)            that zone, on a fused track of the provider that follows the intruder
+(provides ``Alert``, ``Zone``)  that zone, on a fused track of the provider that follows the intruder
 any -> the recorder             the recording (MCAP, read after the recorder is deactivated) holds
                                 every interface the provider published on the bus, from it
 any other                       the consumer's heartbeat counters show the interface delivered and
@@ -90,6 +90,7 @@ NAV: Final = "hardpoint.nav.v1.NavState"
 SENSOR_TRACK: Final = "hardpoint.track.v1.SensorTrack"
 FUSED_TRACK: Final = "hardpoint.track.v1.FusedTrack"
 ALERT: Final = "hardpoint.alert.v1.Alert"
+ZONE: Final = "hardpoint.alert.v1.Zone"
 
 #: A reported position this close (horizontally) to a scenario target is a report of that target (m).
 GATE_M: Final = 150.0
@@ -507,7 +508,7 @@ def _verdict(
         result = _judge_fusion(provider, consumer.name, obs, truth)
     elif interface == NAV and SENSOR_TRACK in consumer.provides:
         result = _judge_georef(consumer.name, obs, truth)
-    elif interface == FUSED_TRACK and ALERT in consumer.provides:
+    elif interface == FUSED_TRACK and {ALERT, ZONE} <= set(consumer.provides):  # a geofence: zones and alerts
         result = _judge_alerts(provider, consumer.name, obs, truth, until_s)
     else:
         return "pass", f"delivered to {consumer.name} ({how}), none refused"
