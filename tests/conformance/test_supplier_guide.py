@@ -159,6 +159,9 @@ def _run_block(env: Env, cwd: Path, index: int, block: str) -> tuple[Path, str]:
     return Path(where.read_text().strip()), output
 
 
+# About 1 min on an idle 2-core machine, 2 min under the load of parallel suites (the certified run
+# hosts real workers); the bound leaves room for more load than that without hiding a hang.
+@pytest.mark.timeout(600)
 def test_the_guide_step_by_step(guide_env: Env, domain_id: int) -> None:
     blocks = guide_blocks()
     swaps = substitutions(domain_id)
