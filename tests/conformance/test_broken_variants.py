@@ -59,8 +59,8 @@ VARIANTS = [
         "broken_lifecycle",
         {
             "test_every_valid_transition_reaches_its_state": "CF-LC-001",
-            # It cannot be made INACTIVE, so "no samples unless active" cannot be shown either.
-            "test_publishes_only_while_active": "CF-LC-001",
+            # It cannot be made INACTIVE, so it keeps publishing when told to stop.
+            "test_publishes_only_while_active": "CF-LC-005",
         },
     ),
     Variant(

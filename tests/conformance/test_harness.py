@@ -135,3 +135,35 @@ def test_close_stops_every_process_it_started() -> None:
     while any(p is not None and p.exit_code() is None for p in procs) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert all(p is not None and p.exit_code() is not None for p in procs)
+
+
+def test_a_wheel_is_installed_privately_and_hosted_from_there(tmp_path: Path) -> None:
+    from wheelkit import write_wheel
+
+    source = b"""
+import hardpoint
+from hardpoint import hookimpl
+
+
+class Quiet:
+    manifest = hardpoint.Manifest(name="cf-wheel", version="0.1.0", supplier="tests")
+
+    @hookimpl
+    def on_activate(self, ctx):
+        ctx.log.warning("loaded from %s", __file__)
+"""
+    wheel = write_wheel(
+        tmp_path,
+        distribution="cf_wheel",
+        version="0.1.0",
+        entry_points={"cf-wheel": "cf_wheel_mod:Quiet"},
+        files={"cf_wheel_mod.py": source},
+    )
+    with HostedModule(str(wheel), workdir=tmp_path / "run") as host:
+        assert host.name == "cf-wheel"
+        assert host.manifest.name == "cf-wheel"
+        host.activate()
+        assert host.status()["state"] == "active"
+        site = tmp_path / "run" / "wheel" / "site"
+        assert (site / "cf_wheel_mod.py").is_file()
+        assert wait_until(lambda: str(site / "cf_wheel_mod.py") in host.log_tail(), timeout_s=5.0), host.log_tail()
