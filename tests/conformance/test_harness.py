@@ -167,3 +167,45 @@ class Quiet:
         site = tmp_path / "run" / "wheel" / "site"
         assert (site / "cf_wheel_mod.py").is_file()
         assert wait_until(lambda: str(site / "cf_wheel_mod.py") in host.log_tail(), timeout_s=5.0), host.log_tail()
+
+
+def _cli(*args: str) -> tuple[int, str, str]:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "hardpoint_runtime.cli", "conformance", "check", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_the_config_file_reaches_the_hosted_module_through_the_cli(tmp_path: Path) -> None:
+    import json
+
+    config = tmp_path / "nav-slow.toml"
+    config.write_text("[config]\nrate_hz = 1.0\n")
+    code, out, err = _cli(
+        "nav", "--only", "checks_contract", "--config", str(config), "--json", "--report", str(tmp_path / "r")
+    )
+    assert code == 1, err
+    checks = {c["check"]: c for c in json.loads(out)["checks"]}
+    rate = checks["test_rate[hardpoint.nav.v1.NavState]"]
+    assert rate["outcome"] == "failed"
+    assert "IF-NAV-STATE-RATE" in rate["message"]
+    assert "measured 1.00 Hz" in rate["message"]
+
+
+def test_a_bad_config_file_is_named(tmp_path: Path) -> None:
+    code, _, err = _cli("nav", "--config", str(tmp_path / "missing.toml"))
+    assert code == 1
+    assert f"no configuration file {tmp_path / 'missing.toml'}" in err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[config\n")
+    code, out, err = _cli("nav", "--only", "checks_contract", "--config", str(bad), "--report", str(tmp_path / "r"))
+    assert code == 1
+    assert "--hardpoint-config" in out
+    assert "invalid TOML" in out

@@ -320,10 +320,19 @@ def check(
             help="Run only this check module (e.g. checks_manifest; repeatable). Not with --certified.",
         ),
     ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="TOML with the module's [config] table and [adapters.<name>] bindings for the bus checks.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")] = False,
 ) -> None:
     """Run the conformance checks on MODULE; exit 0 if every check passed, 1 otherwise."""
     selected = _select(only, certified=certified)
+    if config is not None and not config.is_file():
+        _fail(f"no configuration file {config}")
     target = _resolve_module(module)
     signer = _load_signer(sign_key) if sign_key is not None else None  # a bad key fails before the run
     report_dir = report.resolve()
@@ -342,6 +351,7 @@ def check(
         "--junitxml", str(junit_file),
         "--hardpoint-report", str(report_dir),
         *(["--hardpoint-certified"] if certified else []),
+        *(["--hardpoint-config", str(config.resolve())] if config is not None else []),
         "--pyargs", *selected,
     ]  # fmt: skip
     proc = subprocess.run(command, cwd=report_dir, capture_output=True, text=True, check=False)
