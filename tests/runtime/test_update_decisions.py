@@ -204,3 +204,16 @@ def test_install_is_atomic_and_not_repeated(tmp_path: Path) -> None:
     with pytest.raises(InstallError, match=r"'beacon' 1\.1"):
         install_wheel(garbage, store, "beacon", "1.1")
     assert sorted(p.name for p in (store / "beacon").iterdir()) == ["1.0"]  # nothing left behind
+
+
+def test_a_module_awaiting_its_first_install_is_blocked_not_a_platform_error() -> None:
+    from hardpoint_runtime._resolve import resolve
+
+    waiting = Candidate("beacon", "main", None, "no installed module is named 'beacon'", awaiting_install=True)
+    consumer = Candidate("fusion", "main", _m("fusion", "1.0", requires=(NAV,)))
+    result = resolve([waiting, consumer], IFACES)
+    assert result.errors == []
+    assert set(result.blocked) == {"beacon", "fusion"}
+    assert "module not installed" in str(result.blocked["beacon"][0])
+    plain = resolve([Candidate("beacon", "main", None, "not there")], IFACES)
+    assert plain.errors == ["module 'beacon' is not installed: not there"]  # RT-RES-007 without [update]
