@@ -10,6 +10,10 @@ hand-made observations, each with a case that must fail.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -114,6 +118,39 @@ def test_beacon_track_fails_its_cells_naming_pair_and_cause(tmp_path: Path) -> N
 def test_unknown_module_is_refused_before_anything_runs(tmp_path: Path) -> None:
     with pytest.raises(HarnessError, match="no module named 'no-such-module'"):
         run_interop("no-such-module", tmp_path)
+
+
+# --------------------------------------------------------------------------- the check, through the plugin
+
+
+def test_check_writes_the_matrix_into_the_report_and_result(tmp_path: Path) -> None:
+    """``checks_interop`` for ``nav``, certified: both pass; the matrix lands in the report dir and the result."""
+    report = tmp_path / "report"
+    report.mkdir()
+    stale = {"subject": "someone-else", "cells": []}
+    (report / "interop-matrix.json").write_text(json.dumps(stale))  # a previous run's matrix must not survive
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-c", os.devnull, "--rootdir", str(tmp_path),
+         "--hardpoint-module", "nav", "--hardpoint-certified", "--hardpoint-report", str(report),
+         "--pyargs", "hardpoint_runtime.conformance.checks_interop", "-q"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    matrix = json.loads((report / "interop-matrix.json").read_text())
+    assert matrix["subject"] == "nav"
+    assert matrix["verdict"] == "pass"
+    assert {(c["provider"], c["consumer"]) for c in matrix["cells"]} == {
+        ("nav", "radar"),
+        ("nav", "eoir"),
+        ("nav", "recorder"),
+    }
+    assert "| **nav** | pass NavState | pass NavState | pass NavState |" in (report / "interop-matrix.md").read_text()
+    result = json.loads((report / "hardpoint-result.json").read_text())
+    assert result["interop"] == matrix
+    assert {v["test"].rsplit("::", 1)[-1]: v["outcome"] for v in result["verdicts"]} == {
+        "test_interop_as_consumer": "passed",  # nav consumes nothing: passed with a "not applicable" note
+        "test_interop_as_provider": "passed",
+    }
 
 
 # --------------------------------------------------------------------------- planning
