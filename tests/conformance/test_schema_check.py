@@ -148,3 +148,9 @@ def test_broken_schema_variant_is_caught_on_the_bus() -> None:
     wrong, _ = stamp_findings("broken_schema", {NAV: PLATFORM[NAV]}, stamps)
     assert len(wrong) == 1
     assert "every platform reader drops them" in wrong[0]
+
+
+def test_collect_announcements_refuses_a_domain_no_transport_holds() -> None:
+    # A bare participant would create the domain with Cyclone's defaults (not loopback-only): refused.
+    with pytest.raises(RuntimeError, match="no hardpoint transport of this process holds domain 231"):
+        collect_announcements(231, os.getpid(), [NAV], timeout_s=1)

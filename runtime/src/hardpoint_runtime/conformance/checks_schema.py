@@ -215,9 +215,14 @@ def collect_announcements(domain_id: int, pid: int, interfaces: Sequence[str], t
     from cyclonedds.topic import Topic
     from cyclonedds.util import duration
 
+    from hardpoint._dds import _transport
     from hardpoint._dds._envelope import Schema
     from hardpoint._dds._transport import SCHEMA_TOPIC
 
+    with _transport._domains_lock:
+        held = domain_id in _transport._domains
+    if not held:  # a bare participant would create the domain with Cyclone's defaults: not loopback-only
+        raise RuntimeError(f"collect_announcements: no hardpoint transport of this process holds domain {domain_id}")
     participant = DomainParticipant(domain_id)
     qos = Qos(
         Policy.Reliability.Reliable(max_blocking_time=duration(seconds=1)),
