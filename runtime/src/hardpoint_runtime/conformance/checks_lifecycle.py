@@ -10,12 +10,12 @@ interfaces by the reference modules. Each check starts a fresh worker. The state
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 
 import pytest
 
-from hardpoint_runtime.conformance._fixtures import hosted_options  # noqa: F401
+from hardpoint_runtime.conformance._fixtures import hosted_options, manifest_under_test  # noqa: F401
 from hardpoint_runtime.conformance._harness import HarnessError, HostedModule, Tap, wait_until
 
 #: Transitions, and the state each valid one leads to from each state (SDK-LC-002).
@@ -49,12 +49,18 @@ MATCH_S: Final = 10.0
 
 @pytest.fixture(scope="module")
 def lifecycle_host(request: pytest.FixtureRequest, hosted_options: Mapping[str, Any]) -> Iterator[HostedModule]:  # noqa: F811
-    """A HostedModule of the module under test with its feeders; each check restarts the worker."""
+    """A HostedModule of the module under test; each check restarts the worker.
+
+    Feeders are hosted only for a module with a periodic provided interface: only then do the
+    checks wait for samples (a sensor publishes only with navigation); they cost seconds each.
+    """
     module = request.config.getoption("hardpoint_module", None)
     if module is None:
         pytest.skip("no module under test: pass --hardpoint-module")
+    manifest = manifest_under_test(request.config)
+    feeders: list[str] | None = None if manifest is None or _periodic_names(manifest.provides) else []
     try:
-        host = HostedModule(str(module), **hosted_options)
+        host = HostedModule(str(module), feeders=feeders, **hosted_options)
     except HarnessError as e:
         pytest.fail(str(e), pytrace=False)
     yield host
@@ -212,11 +218,16 @@ def test_a_failing_hook_goes_through_error_processing(
         health.close()
 
 
-def _periodic(host: HostedModule) -> list[Any]:
+def _periodic_names(provides: Iterable[str]) -> list[Any]:
     import hardpoint
 
     specs = hardpoint.all_interfaces()
-    return [specs[n] for n in host.manifest.provides if n in specs and specs[n].nominal_rate_hz > 0]
+    return [specs[n] for n in provides if n in specs and specs[n].nominal_rate_hz > 0]
+
+
+def _periodic(host: HostedModule) -> list[Any]:
+    """Contracts of the module's provided interfaces that have a nominal rate."""
+    return _periodic_names(host.manifest.provides)
 
 
 @pytest.mark.hardpoint("CF-LC-004", "IF-ENV-EPOCH")
