@@ -65,6 +65,7 @@ def full_matrix(tmp_path_factory: pytest.TempPathFactory) -> Matrix:
     return run_interop(None, tmp_path_factory.mktemp("interop-full"))
 
 
+@pytest.mark.integration
 def test_full_matrix_every_applicable_cell_passes(full_matrix: Matrix, tmp_path: Path) -> None:
     print(f"\n{matrix_text(full_matrix)}\n(scenario {full_matrix.scenario_s:.1f} s, wall {full_matrix.wall_s:.1f} s)")
     assert full_matrix.members
@@ -98,6 +99,7 @@ def test_full_matrix_every_applicable_cell_passes(full_matrix: Matrix, tmp_path:
 # --------------------------------------------------------------------------- a module that does not interoperate
 
 
+@pytest.mark.integration
 def test_beacon_track_fails_its_cells_naming_pair_and_cause(tmp_path: Path) -> None:
     """``beacon-track`` provides SensorTrack (fed nav) but reports nothing geo-referenced on any target."""
     t0 = time.monotonic()
@@ -123,6 +125,7 @@ def test_unknown_module_is_refused_before_anything_runs(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the check, through the plugin
 
 
+@pytest.mark.integration
 def test_check_writes_the_matrix_into_the_report_and_result(tmp_path: Path) -> None:
     """``checks_interop`` for ``nav``, certified: both pass; the matrix lands in the report dir and the result."""
     report = tmp_path / "report"
