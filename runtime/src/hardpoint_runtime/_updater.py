@@ -353,44 +353,10 @@ class Updater:
     @staticmethod
     def _offers(client: UpdateClient, module: str) -> list[_Candidate]:
         """Every signed release of ``module`` (in any supplier's delegated path), newest first."""
-        from packaging.version import InvalidVersion, Version
-
-        client.refresh()
-        top = client._cached("targets")
-        roles = (
-            [r.name for r in top.delegations.roles.values()]
-            if top and top.delegations and top.delegations.roles
-            else []
-        )
-        found = []
-        for role in roles:
-            probe = f"{role}/{module}/probe"
-            # Looking the probe up loads the role's metadata (verified); the probe itself is never listed.
-            with contextlib.suppress(UpdateError):
-                client.target_info(probe)
-            signed = client._cached(role)
-            if signed is None:
-                continue
-            for path, info in signed.targets.items():
-                if not path.startswith(f"{role}/{module}/"):
-                    continue
-                custom = info.custom if isinstance(info.custom, dict) else {}
-                raw = custom.get("hardpoint")
-                hp: dict[str, Any] = raw if isinstance(raw, dict) else {}
-                version, manifest = hp.get("version"), hp.get("manifest")
-                if not isinstance(version, str) or not isinstance(manifest, dict):
-                    continue
-                found.append(
-                    _Candidate(version, path, role, info.length, info.hashes.get("sha256", ""), custom, manifest, role)
-                )
-
-        def key(c: _Candidate) -> Any:
-            try:
-                return Version(c.version)
-            except InvalidVersion:
-                return Version("0")
-
-        return sorted(found, key=key, reverse=True)
+        return [
+            _Candidate(r.version, r.target, r.role, r.length, r.sha256, r.custom, r.manifest, r.role)
+            for r in client.module_releases(module)
+        ]
 
     def check(self) -> list[UpdateOffer]:
         from packaging.version import Version
@@ -647,7 +613,6 @@ class Updater:
                 last_second = int(elapsed)
                 report("switched", done=last_second, total=int(probation_s), message="probation")
             self._sleep_unless_stopping(module)
-
 
     def _sleep_unless_stopping(self, module: str) -> None:
         """Wait one watch period; a daemon that is stopping ends the attempt (the old version is restored)."""

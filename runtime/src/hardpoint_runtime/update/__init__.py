@@ -13,7 +13,7 @@
   the target and the TUF role.
 """
 
-from hardpoint_runtime.update._client import UpdateClient, VerifiedTarget, initialize_trust
+from hardpoint_runtime.update._client import ModuleRelease, UpdateClient, VerifiedTarget, initialize_trust
 from hardpoint_runtime.update._errors import (
     FetchError,
     IntegrityError,
@@ -38,6 +38,7 @@ __all__ = [
     "Expiry",
     "target_path_for",
     "UpdateClient",
+    "ModuleRelease",
     "VerifiedTarget",
     "initialize_trust",
     "DirectoryFetcher",

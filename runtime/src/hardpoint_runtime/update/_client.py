@@ -9,6 +9,7 @@ only after it has been verified, and atomically (temporary file, then rename).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -36,9 +37,11 @@ from hardpoint_runtime.update._errors import (
 from hardpoint_runtime.update._fetchers import DirectoryFetcher, RecordingFetcher
 from hardpoint_runtime.update._wheel import read_module_wheel
 
-__all__ = ["UpdateClient", "VerifiedTarget", "initialize_trust"]
+__all__ = ["ModuleRelease", "UpdateClient", "VerifiedTarget", "initialize_trust"]
 
 _VERSIONED = re.compile(r"^\d+\.")
+#: Last part of the path looked up to load a supplier role (no target is ever named so).
+MODULE_PROBE = ".hardpoint-list-probe"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,32 @@ class VerifiedTarget:
         hardpoint = self.custom.get("hardpoint")
         version = hardpoint.get("version") if isinstance(hardpoint, dict) else None
         return version if isinstance(version, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleRelease:
+    """A module wheel that a trusted targets role lists (metadata only: nothing downloaded)."""
+
+    #: TUF target path, ``<supplier>/<module>/<wheel file>``.
+    target: str
+    #: The delegated role that lists it (the supplier).
+    role: str
+    #: ``custom["hardpoint"]["version"]``.
+    version: str
+    length: int
+    #: The signed sha256 of the wheel ("" when the target declares none).
+    sha256: str
+    #: ``custom["hardpoint"]["manifest"]``.
+    manifest: dict[str, Any]
+    #: The whole signed custom metadata (evidence travels here).
+    custom: dict[str, Any]
+
+
+def _release_key(release: ModuleRelease) -> Version:
+    try:
+        return Version(release.version)
+    except InvalidVersion:
+        return Version("0")
 
 
 def initialize_trust(metadata_dir: Path, trusted_root: bytes) -> None:
@@ -227,6 +256,47 @@ class UpdateClient:
                 detail = "no role is delegated this path, so no key may sign it"
             raise TargetNotFoundError(detail, target=name, role=roles[-1] if roles else None)
         return info, self._signing_role(name)
+
+    def module_releases(self, module: str) -> list[ModuleRelease]:
+        """Every release of ``module`` that a supplier role lists under its own path, newest first.
+
+        Each supplier role delegated by the top-level targets role is loaded (and verified by
+        python-tuf) by looking up a path under ``<role>/<module>/``; a role that cannot be
+        loaded is skipped here, and any download still goes through :meth:`fetch_module`,
+        which verifies again. Targets without a signed version and manifest are left out.
+
+        :raises UpdateError: the top-level metadata cannot be refreshed.
+        """
+        self.refresh()
+        top = self._cached("targets")
+        delegations = top.delegations if top is not None else None
+        roles = [r.name for r in delegations.roles.values()] if delegations and delegations.roles else []
+        found = []
+        for role in roles:
+            # The lookup loads the role's metadata; the probe path itself is never listed.
+            with contextlib.suppress(UpdateError):
+                self.target_info(f"{role}/{module}/{MODULE_PROBE}")
+            signed = self._cached(role)
+            if signed is None:
+                continue
+            for path, info in signed.targets.items():
+                release = self._release(role, module, path, info)
+                if release is not None:
+                    found.append(release)
+        return sorted(found, key=_release_key, reverse=True)
+
+    @staticmethod
+    def _release(role: str, module: str, path: str, info: TargetFile) -> ModuleRelease | None:
+        if not path.startswith(f"{role}/{module}/"):
+            return None
+        custom = info.custom if isinstance(info.custom, dict) else {}
+        raw = custom.get("hardpoint")
+        hardpoint: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        version, manifest = hardpoint.get("version"), hardpoint.get("manifest")
+        if not isinstance(version, str) or not isinstance(manifest, dict):
+            return None
+        sha256 = info.hashes.get("sha256", "")
+        return ModuleRelease(path, role, version, info.length, sha256, manifest, custom)
 
     def fetch_target(self, name: str) -> VerifiedTarget:
         """Download target ``name`` into the download directory, verified, and return where it is.
