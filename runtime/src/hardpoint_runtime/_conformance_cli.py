@@ -276,13 +276,15 @@ def _module_name(module: str, target: str) -> str:
     return names[0] if len(names) == 1 else module
 
 
-def _bind(summary: dict[str, Any], plugin_result: dict[str, Any], module: str, target: str) -> dict[str, Any]:
+def _bind(
+    summary: dict[str, Any], plugin_result: dict[str, Any], module: str, target: str, subject: Subject
+) -> dict[str, Any]:
     """The JSON result: the plugin's verdicts plus the subject, suite and interface-set versions and the checks."""
     from hardpoint_runtime.conformance._evidence import evidence_result, interface_set_version, suite_version
 
     bound = evidence_result(
         {**summary, "module": _module_name(module, target)},
-        subject=_subject(module, target),
+        subject=subject,
         suite=suite_version(),
         interface_set=interface_set_version(),
     )
@@ -335,6 +337,7 @@ def check(
         _fail(f"no configuration file {config}")
     target = _resolve_module(module)
     signer = _load_signer(sign_key) if sign_key is not None else None  # a bad key fails before the run
+    subject = _subject(module, target)  # the digest of what is about to be tested
     report_dir = report.resolve()
     try:
         report_dir.mkdir(parents=True, exist_ok=True)
@@ -363,7 +366,7 @@ def check(
     summary = _summarise(plugin_result, _junit_messages(junit_file), proc.returncode)
     summary["module"] = module
     summary["check_modules"] = list(selected)
-    result = _bind(summary, plugin_result, module, target)
+    result = _bind(summary, plugin_result, module, target, subject)
     result_file.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     summary.update(subject=result["subject"], suite=result["suite"], interface_set=result["interface_set"])
     summary["report"] = {
