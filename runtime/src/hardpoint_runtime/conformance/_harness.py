@@ -45,6 +45,7 @@ __all__ = [
     "REFERENCE_PROVIDERS",
     "HarnessError",
     "HostedModule",
+    "PROBE_NAME",
     "Observed",
     "Tap",
     "default_adapters",

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 import pytest
 
 from hardpoint_runtime.conformance._fixtures import hosted_module, hosted_options, manifest_under_test  # noqa: F401
-from hardpoint_runtime.conformance._harness import HostedModule, Observed
+from hardpoint_runtime.conformance._harness import PROBE_NAME, HostedModule, Observed
 
 if TYPE_CHECKING:
     from google.protobuf.descriptor import Descriptor
@@ -161,7 +161,7 @@ def observation(hosted_module: HostedModule) -> Observation:  # noqa: F811 - the
     start = host.activated_at + SETTLE_S
     end = start + window_s(specs.values())
     time.sleep(max(0.0, end - time.monotonic()))
-    feeders = set(host.feeders)
+    feeders = {*host.feeders, PROBE_NAME}  # the probe's own samples (other checks may publish) are not the module's
     frames: dict[str, list[Observed]] = {}
     for name, spec in specs.items():
         assert host.tap is not None
