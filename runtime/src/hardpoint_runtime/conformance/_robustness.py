@@ -346,7 +346,7 @@ class InputRig:
         if state["state"] != "active":
             return [f"the module left ACTIVE: it is {state['state'] or 'not answering'} {state['error']}".rstrip()]
         # The heartbeat comes from the dispatch thread: a module stuck in a callback stops beating.
-        fresh = wait_until(lambda: self.beat_age_s() < 5 * HEALTH_PERIOD_S, 5.0)
+        fresh = wait_until(lambda: self.beat_age_s() < 10 * HEALTH_PERIOD_S, 10.0)
         if not fresh:
             return [f"no heartbeat for {self.beat_age_s():.1f} s: the module's dispatch thread is stuck"]
         return []

@@ -727,3 +727,109 @@ def wrong_type_payloads(message_type: type[Message]) -> st.SearchStrategy[bytes]
 def garbage_payloads() -> st.SearchStrategy[bytes]:
     """Random bytes: they may or may not decode (the checks decode them to know what to expect)."""
     return st.binary(min_size=1, max_size=96)
+
+
+# -- the edge sweep -----------------------------------------------------------------------------------------
+
+
+def minimal_valid(message_type: type[Message]) -> Message:
+    """The smallest valid message: only the required fields, each at its simplest non-default value."""
+    message = message_type()
+    _fill_required(message, 0)
+    return message
+
+
+def _fill_required(message: Message, depth: int) -> None:
+    desc = cast(Descriptor, message.DESCRIPTOR)
+    if _is_any(desc):
+        cast(AnyMessage, message).type_url = TYPE_URL_PREFIX + "hardpoint.conformance.v1.Unknown"
+        return
+    for fd in desc.fields:
+        if not _rule(fd).required:
+            continue
+        if fd.type == _F.TYPE_MESSAGE:
+            child = getattr(message, fd.name).add() if fd.is_repeated else getattr(message, fd.name)
+            child.SetInParent()
+            if depth < MAX_DEPTH:
+                _fill_required(child, depth + 1)
+            continue
+        value = _simplest(fd)
+        if fd.is_repeated:
+            getattr(message, fd.name).append(value)
+        else:
+            setattr(message, fd.name, value)
+
+
+def _simplest(fd: FieldDescriptor) -> Any:
+    """A non-default value of a scalar field that its rule accepts."""
+    rule = _rule(fd)
+    t = fd.type
+    if t == _F.TYPE_ENUM:
+        return min((v.number for v in _enum_of(fd).values if v.number), key=abs, default=0)
+    if t == _F.TYPE_STRING:
+        return "x"
+    if t == _F.TYPE_BYTES:
+        return b"x"
+    if t == _F.TYPE_BOOL:
+        return True
+    lo, hi = _float_bounds(fd, rule) if t in _FLOATS else _int_bounds(fd, rule)
+    candidates = [1, lo, hi] if t in _INT_RANGES else [1.0, lo, hi]
+    for c in candidates:
+        if c is not None and c != 0 and (lo is None or c >= lo) and (hi is None or c <= hi):
+            return c
+    return candidates[0]
+
+
+def edge_sweep(message_type: type[Message]) -> list[Message]:
+    """One message per edge value of every field, the rest of it minimal and valid (deterministic).
+
+    Every scalar field reachable through singular message fields gets each of its edge values
+    (those of :func:`boundary_messages`: range ends, zero, NaN and infinities where allowed, integer
+    extremes, empty, long and odd strings); every repeated field is sent empty and long.
+    """
+    base = minimal_valid(message_type)
+    keys = _key_fields(_descriptor(message_type))
+    out: list[Message] = []
+    for path, fd in _scalar_paths(_descriptor(message_type), (), 0):
+        for value in _sweep_values(fd, key=len(path) == 1 and fd.name in keys):
+            message = message_type()
+            message.CopyFrom(base)
+            _set_path(message, path, value)
+            out.append(message)
+    return out
+
+
+def _scalar_paths(
+    desc: Descriptor, path: tuple[FieldDescriptor, ...], depth: int
+) -> Iterator[tuple[tuple[FieldDescriptor, ...], FieldDescriptor]]:
+    for fd in desc.fields:
+        here = (*path, fd)
+        if fd.type == _F.TYPE_MESSAGE and not fd.is_repeated:
+            if not _is_any(fd.message_type) and depth < 3:
+                yield from _scalar_paths(_msg_of(fd), here, depth + 1)
+            continue
+        if not _is_map(fd):
+            yield here, fd
+
+
+def _sweep_values(fd: FieldDescriptor, *, key: bool) -> list[Any]:
+    rule = _rule(fd)
+    if fd.is_repeated:
+        element = minimal_valid(_message_class(_msg_of(fd))) if fd.type == _F.TYPE_MESSAGE else _simplest(fd)
+        return ([] if rule.required else [[]]) + [[element] * LONG_REPEATED]
+    edges = _edges(fd, rule, key=key)
+    return _non_default(edges) if rule.required else edges
+
+
+def _set_path(message: Message, path: tuple[FieldDescriptor, ...], value: Any) -> None:
+    holder = message
+    for fd in path[:-1]:
+        holder = getattr(holder, fd.name)
+        holder.SetInParent()
+    fd = path[-1]
+    if fd.is_repeated:
+        target = getattr(holder, fd.name)
+        del target[:]
+        target.extend(value)
+    else:
+        setattr(holder, fd.name, value)

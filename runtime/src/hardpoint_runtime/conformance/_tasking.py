@@ -333,6 +333,8 @@ class TaskRig:
             cancel_deadline_s=interface_spec(tasking_pb2.TaskCancel).deadline_ms / 1000,
         )
         self._ids = itertools.count(1)
+        #: Whether the module answered a first request (set by the checks once they tried).
+        self.answered = False
         self._run = uuid.uuid4().hex[:8]
         probe = host.probe
         for kind, message_type in (

@@ -140,9 +140,18 @@ def _verdict(rig: InputRig, what: str, failures: list[str], problems_before: int
 
 
 def _publish_family(
-    rig: InputRig, family: Callable[[type[Message]], st.SearchStrategy[Message]], n: int, names: list[str]
+    rig: InputRig,
+    family: Callable[[type[Message]], st.SearchStrategy[Message]],
+    n: int,
+    names: list[str],
+    sweep: Callable[[type[Message]], list[Message]] | None = None,
 ) -> list[str]:
-    """Publish ``n`` examples of ``family`` per interface through the probe; problems with callbacks and counters."""
+    """Publish the ``sweep`` messages and ``n`` examples of ``family`` per interface through the probe.
+
+    Problems with callbacks (module code that raised) and with the counters.
+    """
+    import time
+
     from hardpoint_runtime.conformance._robustness import Sent, describe
 
     failures: list[str] = []
@@ -150,11 +159,18 @@ def _publish_family(
         spec = rig.known[name]
         baseline = rig.counters(name)
         sent: list[Message] = []
+        # A best-effort keep-last reader keeps only the newest sample: one at a time, so each is taken.
+        paced = spec.qos.name == "STREAM"
 
-        def publish(message: Message, sent: list[Message] = sent) -> None:
+        def publish(message: Message, sent: list[Message] = sent, paced: bool = paced) -> None:
             rig.host.probe.publish(message)
             sent.append(message)
+            if paced:
+                rig.host.probe.flush()
+                time.sleep(0.002)
 
+        for message in sweep(spec.message_type) if sweep is not None else []:
+            publish(message)
         _generate(family(spec.message_type), n, publish)
         rig.host.probe.flush()
         if baseline is None:
@@ -172,8 +188,11 @@ def _publish_family(
 def test_valid_and_boundary_inputs(
     rig: InputRig | None, request: pytest.FixtureRequest, record_property: Callable[[str, object], None]
 ) -> None:
-    """Valid and boundary messages of every input interface: no crash, no exception, no invalid output."""
-    from hardpoint_runtime.conformance._strategies import boundary_messages, valid_messages
+    """Valid and boundary messages of every input interface: no crash, no exception, no invalid output.
+
+    Boundary inputs are every edge value of every field in turn (the edge sweep), then generated
+    messages made of edge values."""
+    from hardpoint_runtime.conformance._strategies import boundary_messages, edge_sweep, valid_messages
 
     names = _inputs(rig, record_property)
     if rig is None or not names:
@@ -181,8 +200,10 @@ def test_valid_and_boundary_inputs(
     before = len(rig.output_problems)
     n = max_examples(request.config)
     failures = _publish_family(rig, valid_messages, n, names)
-    failures += _publish_family(rig, boundary_messages, n, names)
-    record_property("inputs", f"{2 * n} messages to each of {', '.join(names) or 'none'}")
+    failures += _publish_family(rig, boundary_messages, n, names, sweep=edge_sweep)
+    record_property(
+        "inputs", f"{2 * n} generated messages and the edge sweep of each field to {', '.join(names) or 'none'}"
+    )
     _verdict(rig, "valid and boundary inputs", failures, before)
 
 

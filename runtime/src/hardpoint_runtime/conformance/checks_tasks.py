@@ -98,13 +98,12 @@ def _fail_on(problems: list[str], rig: TaskRig, requirement: str, what: str) -> 
 
 @pytest.fixture(scope="module")
 def matched(task_rig: TaskRig | None) -> TaskRig | None:
-    """The rig once the module has answered a first request (its reader matched); fails if it never answers."""
-    if task_rig is not None and not task_rig.wait_matched():
-        pytest.fail(
-            f"{CF_ACK} module {task_rig.name!r} acknowledged none of the requests sent over 15 s "
-            f"[IF-TASKING-REQUEST-DEADLINE]\n{task_rig.host.log_tail(10)}",
-            pytrace=False,
-        )
+    """The rig once the module has answered a first request (its reader matched), or after trying for 15 s.
+
+    A module that never answers is not failed here (an error in set-up is no verdict): the checks judge it.
+    """
+    if task_rig is not None:
+        task_rig.answered = task_rig.wait_matched()
     return task_rig
 
 
@@ -147,6 +146,12 @@ def test_requests_acknowledged_within_deadline(matched: TaskRig | None, record_p
         return
     from hardpoint_runtime.conformance._tasking import ACK, REJECTED, task_problems
 
+    if not rig.answered:
+        pytest.fail(
+            f"{CF_ACK} module {rig.name!r} acknowledged none of the requests sent to it over 15 s "
+            f"[IF-TASKING-REQUEST-DEADLINE]\n{rig.host.log_tail(10)}",
+            pytrace=False,
+        )
     ids = [rig.new_id("unknown") for _ in range(3)]
     for i, task_id in enumerate(ids):
         rig.request(task_id, rig.unknown_parameters(), correlation_id=f"op-{i}" if i else "")
