@@ -13,7 +13,8 @@ Behaviours (what a bad release does, for the rollback tests):
 - ``crash_at_start``: the worker process dies (``os._exit``) when activated;
 - ``never_healthy``: publishes, but its health stays ``degraded``;
 - ``stop_publishing_after_s:<n>``: healthy, but stops publishing NavState ``n`` seconds after activation
-  (the heartbeat keeps going, so only the interface falls silent).
+  (the heartbeat keeps going, so only the interface falls silent);
+- ``crash_after_s:<n>``: healthy and publishing, then the process dies ``n`` seconds after activation.
 
 ``extra_provides`` adds interfaces the version also provides (a "new capability");
 supported: ``hardpoint.track.v1.FusedTrack`` and ``hardpoint.track.v1.SensorTrack``, published at their
@@ -61,15 +62,20 @@ MODULE: Final = "beacon"
 SUPPLIER: Final = "acme"
 PRIMARY_INTERFACE: Final = "hardpoint.nav.v1.NavState"
 EXTRA_INTERFACES: Final = ("hardpoint.track.v1.FusedTrack", "hardpoint.track.v1.SensorTrack")
-BEHAVIOURS: Final = ("ok", "crash_at_start", "never_healthy", "stop_publishing_after_s:<n>")
+BEHAVIOURS: Final = ("ok", "crash_at_start", "never_healthy", "stop_publishing_after_s:<n>", "crash_after_s:<n>")
 
 _STOP_RE: Final = re.compile(r"^stop_publishing_after_s:(\d+(?:\.\d+)?)$")
+_CRASH_RE: Final = re.compile(r"^crash_after_s:(\d+(?:\.\d+)?)$")
 _cache: dict[tuple[Any, ...], Path] = {}
 _lock = threading.Lock()
 
 
 def _check_behaviour(behaviour: str) -> None:
-    if behaviour in ("ok", "crash_at_start", "never_healthy") or _STOP_RE.match(behaviour):
+    if (
+        behaviour in ("ok", "crash_at_start", "never_healthy")
+        or _STOP_RE.match(behaviour)
+        or _CRASH_RE.match(behaviour)
+    ):
         return
     raise ValueError(f"unknown module behaviour {behaviour!r}; expected one of {BEHAVIOURS}")
 
@@ -113,6 +119,7 @@ from hardpoint.track.v1 import track_pb2
 _DATA = json.loads(files(__package__).joinpath("hardpoint-manifest.json").read_text())
 BEHAVIOUR = {behaviour!r}
 STOP_AFTER_S = {stop_after!r}
+CRASH_AFTER_S = {crash_after!r}
 
 
 class Beacon:
@@ -156,6 +163,8 @@ class Beacon:
             self.ctx.set_health("ok")
 
     def tick_nav(self):
+        if CRASH_AFTER_S is not None and time.monotonic() - self._started > CRASH_AFTER_S:
+            os._exit(71)  # a real crash, some time after a good start
         self._health()
         if self.nav is None or (STOP_AFTER_S is not None and time.monotonic() - self._started > STOP_AFTER_S):
             return
@@ -281,9 +290,13 @@ def _build(
             """
         )
     )
-    stop = _STOP_RE.match(behaviour)
+    stop, crash = _STOP_RE.match(behaviour), _CRASH_RE.match(behaviour)
     source = _TEMPLATE.format(
-        name=name, version=version, behaviour=behaviour, stop_after=float(stop.group(1)) if stop else None
+        name=name,
+        version=version,
+        behaviour=behaviour,
+        stop_after=float(stop.group(1)) if stop else None,
+        crash_after=float(crash.group(1)) if crash else None,
     )
     (project / package / "__init__.py").write_text(source)
     manifest = module_manifest(

@@ -6,7 +6,9 @@ history, the old version still running (same process) and still publishing:
 
 - 1.1 crashes when activated (``crashed``, at the gate);
 - 1.2 never reports ``ok`` health (``never_healthy``, at the gate timeout);
-- 1.3 passes the gate, then stops publishing NavState during probation (``stopped_publishing``).
+- 1.3 passes the gate, then stops publishing NavState during probation (``stopped_publishing``);
+- 1.5 passes the gate, then its process dies during probation (``crashed``; the supervisor's restart
+  of the new version does not stop the rollback).
 
 A good 1.4 (with a new capability, FusedTrack) is committed, and an operator rollback returns to 1.0.
 """
@@ -51,6 +53,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Repo:
         build_module_wheel(wheels, version="1.2", behaviour="never_healthy"),
         build_module_wheel(wheels, version="1.3", behaviour="stop_publishing_after_s:3", extra_provides=[FUSED]),
         build_module_wheel(wheels, version="1.4", extra_provides=[FUSED]),
+        build_module_wheel(wheels, version="1.5", behaviour="crash_after_s:3"),
     ]
     return Repo(publish_repo(tmp_path_factory.mktemp("rollback-repo"), [v10, *bad]), v10)
 
@@ -98,8 +101,9 @@ def _assert_old_still_serving(p: Running, pid_before: int) -> None:
         ("1.1", "crashed", "staged", "exited with code 70"),
         ("1.2", "never_healthy", "staged", "never becomes healthy"),
         ("1.3", "stopped_publishing", "switched", "hardpoint.nav.v1.NavState"),
+        ("1.5", "crashed", "switched", "during probation"),
     ],
-    ids=["crash_at_start", "never_healthy", "stops_publishing_in_probation"],
+    ids=["crash_at_start", "never_healthy", "stops_publishing_in_probation", "crashes_in_probation"],
 )
 def test_bad_version_is_rolled_back_with_its_cause(
     platform: Running, version: str, cause: str, step: str, words: str

@@ -336,6 +336,8 @@ class Daemon:
     def _spawn(self, m: _Module) -> None:
         """Start m's worker and drive it to its target state; on failure, treat it as a death."""
         with m.lock:
+            if m.process is not None:
+                return  # started meanwhile (an update restored the old version while this restart waited)
             if self._launch(m):
                 self._drive(m, m.target)
 
