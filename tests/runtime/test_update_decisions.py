@@ -217,3 +217,27 @@ def test_a_module_awaiting_its_first_install_is_blocked_not_a_platform_error() -
     assert "module not installed" in str(result.blocked["beacon"][0])
     plain = resolve([Candidate("beacon", "main", None, "not there")], IFACES)
     assert plain.errors == ["module 'beacon' is not installed: not there"]  # RT-RES-007 without [update]
+
+
+def test_recover_on_start_finishes_every_unfinished_attempt(tmp_path: Path) -> None:
+    from hardpoint_runtime._updater import recover_on_start
+
+    store = StateStore(tmp_path / "state.db")
+    done = store.journal_begin("alpha", "1.0", "1.1")
+    store.journal_step(done.id, "committed", outcome="committed", pin=("alpha", "1.1"))
+    switched = store.journal_begin("beta", "2.0", "2.1")
+    store.journal_step(switched.id, "switched", pin=("beta", "2.1"))
+    first = store.journal_begin("gamma", "", "0.1")
+    store.journal_step(first.id, "staged")
+    events: list[tuple[str, str | None]] = []
+    recovered = recover_on_start(store, lambda kind, module=None, **_: events.append((kind, module)))
+    assert sorted(e.module for e in recovered) == ["beta", "gamma"]
+    assert store.pins() == {"alpha": "1.1", "beta": "2.0", "gamma": ""}
+    assert [(e.module, e.outcome, e.step) for e in store.journal()] == [
+        ("gamma", "interrupted", "staged"),
+        ("beta", "interrupted", "switched"),
+        ("alpha", "committed", "committed"),
+    ]
+    assert sorted(events) == [("update_recovered", "beta"), ("update_recovered", "gamma")]
+    assert recover_on_start(store, lambda *a, **k: None) == []  # nothing left to recover
+    store.close()
