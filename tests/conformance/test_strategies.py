@@ -225,3 +225,30 @@ def test_decode_violations_tells_undecodable_from_invalid() -> None:
     violations = S.decode_violations(nav_pb2.NavState, b"")
     assert violations is not None
     assert {v.path for v in violations} == {"platform_id", "position", "fix_quality"}
+
+
+# -- the edge sweep --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("message_type", TYPES, ids=IDS)
+def test_minimal_valid_and_every_sweep_message_pass_the_field_check(message_type: type[Message]) -> None:
+    assert S.field_violations(S.minimal_valid(message_type)) == []
+    sweep = S.edge_sweep(message_type)
+    assert len(sweep) >= 20
+    for message in sweep:
+        assert S.field_violations(message) == [], message
+        message_type.FromString(message.SerializeToString())
+
+
+def test_edge_sweep_sets_each_edge_of_each_field() -> None:
+    sweep = S.edge_sweep(track_pb2.SensorTrack)
+    north = [m.relative_position.north_m for m in sweep if m.HasField("relative_position")]
+    assert any(math.isnan(v) for v in north)
+    assert math.inf in north
+    assert -math.inf in north
+    assert {m.measurement_time_ns for m in sweep} >= {2**63 - 1, -(2**63)}
+    assert any(m.confidence == 1.0 for m in sweep)
+    assert any(len(m.sensor_id) == S.LONG_STRING for m in sweep)
+    assert any(len(m.covariance.upper_triangle) == S.LONG_REPEATED for m in sweep)
+    # Required fields never take their default value, even in the sweep.
+    assert all(m.sensor_id and m.track_id and m.lifecycle for m in sweep)
