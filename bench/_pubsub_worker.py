@@ -303,7 +303,7 @@ class RawReader:
         ref = self._entity._ref
         take = _bytes.take
         parse = msg_type.FromString
-        decode = _bytes.make_decoder(lambda *fields: fields, raw.envelope.deserialize)
+        decode = _bytes.make_decoder(tuple, raw.envelope.deserialize)
         entity = self._entity
 
         def drain() -> None:

@@ -182,7 +182,7 @@ def test_struct_codec_is_byte_identical_to_the_library(keyed: bool, fields: dict
     ours = encoder.encode(key, seq, count, stamp_ns, payload)
     assert ours == padded(sample.serialize(endianness=Endianness.Little, use_version_2=False))
     assert encoder.encode(key, seq, count, stamp_ns, payload) == ours  # from the prefix cache
-    decode = _bytes.make_decoder(cls, cls.deserialize)
+    decode = _bytes.make_decoder(lambda fields: cls(*fields), cls.deserialize)
     assert decode(ours) == sample
     assert type(decode(ours).payload) is bytes
     for version_2, endianness in ((True, Endianness.Little), (False, Endianness.Big), (True, Endianness.Big)):
@@ -194,7 +194,7 @@ def test_struct_codec_rejects_what_does_not_fit() -> None:
     encoder = _bytes.EnvelopeEncoder(source="s", epoch=1, interface="i", schema_id="x")
     with pytest.raises(Exception, match=r"format requires|out of range|argument"):
         encoder.encode("", -1, 1, 0, b"")
-    decode = _bytes.make_decoder(Envelope, Envelope.deserialize)
+    decode = _bytes.make_decoder(lambda fields: Envelope(*fields), Envelope.deserialize)
     data = encoder.encode("", 1, 1, 0, b"0123456789")
     with pytest.raises((ValueError, IndexError)):
         decode(data[:-8])
@@ -247,7 +247,7 @@ def test_raw_write_and_take_over_dds(participant: DomainParticipant) -> None:
         assert _bytes.write(writer._ref, encoder.encode(f"key{seq}", seq, 1, seq, payload)) == 0
     got = take_all(library_reader, len(payloads))
     assert [(s.key, s.seq, s.payload) for s in got] == [(f"key{i}", i, p) for i, p in enumerate(payloads, start=1)]
-    decode = _bytes.make_decoder(KeyedEnvelope, KeyedEnvelope.deserialize)
+    decode = _bytes.make_decoder(lambda fields: KeyedEnvelope(*fields), KeyedEnvelope.deserialize)
     taken = _bytes.take(raw_reader._ref, 64)
     assert not isinstance(taken, int)
     assert [decode(data) for data, info in taken if info.valid_data] == got

@@ -56,6 +56,18 @@ MAX_TRACKED_WRITERS: Final = 4096
 STAGED_PREFIX: Final = "hp-staged/"
 #: What a topic prefix may contain: characters every DDS implementation accepts in a topic name.
 _PREFIX_CHARS: Final = re.compile(r"[A-Za-z0-9_./-]*")
+#: Batch item prefixes by message length, made once per length (an interface has few message sizes).
+_ITEM_PREFIXES: dict[int, bytes] = {}
+#: Lengths whose prefix is remembered; longer batches of other lengths make theirs each time.
+_ITEM_PREFIXES_MAX: Final = 4096
+_get_ident: Final = threading.get_ident
+
+
+def _item_prefix(length: int) -> bytes:
+    prefix = item_prefix(length)
+    if len(_ITEM_PREFIXES) < _ITEM_PREFIXES_MAX:
+        _ITEM_PREFIXES[length] = prefix
+    return prefix
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +188,12 @@ class Publisher(Generic[M]):
         self._key_seq: dict[str, int] = {}
         self._seq = 0
         self._lock = threading.Lock()
-        self._batch = batch if spec.qos in (QosClass.EVENT, QosClass.STREAM) else None
+        #: Keyed interfaces are never batched: each message is its own sample of its instance.
+        batched = spec.qos in (QosClass.EVENT, QosClass.STREAM) and self._key_of is None
+        self._batch = batch if batched else None
+        self._now_ns = bus.transport.now_ns
+        #: Waiting messages, each after its item prefix, except the first, whose prefix is
+        #: only made when a second message joins it (a lone message is written as it is).
         self._buf: list[bytes] = []
         self._buf_n = 0
         self._buf_bytes = 0
@@ -200,16 +217,16 @@ class Publisher(Generic[M]):
             self.counters.suppressed += 1
             return
         data = message.SerializeToString()
-        stamp = time_of_validity_ns if time_of_validity_ns is not None else self._bus.transport.now_ns()
+        stamp = time_of_validity_ns if time_of_validity_ns is not None else self._now_ns()
         self.counters.published += 1
-        if self._key_of is not None:
+        if self._batch is not None:
+            self._append(stamp, data, self._batch)
+        elif self._key_of is not None:
             self._write_keyed(self._key_of(message), stamp, data)
-        elif self._batch is None:
+        else:
             with self._lock:
                 self._seq += 1
                 self._write("", self._seq, 1, stamp, data)
-        else:
-            self._append(stamp, data, self._batch)
 
     def flush(self) -> None:
         """Write whatever is waiting in the batch now."""
@@ -279,21 +296,24 @@ class Publisher(Generic[M]):
 
     def _append(self, stamp: int, data: bytes, policy: BatchPolicy) -> None:
         bus = self._bus
-        in_delivery = bus._delivering is not None and bus._delivering == threading.get_ident()
+        in_delivery = bus._delivering == _get_ident()  # None outside a delivery
+        size = len(data)
         with self._lock:
-            now = time.monotonic_ns()
-            if not self._buf and not in_delivery and now - self._last_write_ns > policy.idle_gap_s * 1e9:
+            n = self._buf_n
+            if n:
+                self._buf += (_ITEM_PREFIXES.get(size) or _item_prefix(size), data)
+            elif in_delivery or time.monotonic_ns() - self._last_write_ns <= policy.idle_gap_s * 1e9:
+                self._buf_stamp = stamp
+                self._buf += (b"", data)  # the first item's prefix is made in _flush_locked if a second comes
+            else:  # idle: written at once
                 self._seq += 1
                 self._write("", self._seq, 1, stamp, data)
                 self._last_write_ns = time.monotonic_ns()
                 return
-            if not self._buf:
-                self._buf_stamp = stamp
-            self._buf.append(item_prefix(len(data)))
-            self._buf.append(data)
-            self._buf_n += 1
-            self._buf_bytes += len(data)
-            if self._buf_n >= policy.max_messages or self._buf_bytes >= policy.max_bytes:
+            n += 1
+            self._buf_n = n
+            self._buf_bytes += size
+            if n >= policy.max_messages or self._buf_bytes >= policy.max_bytes:
                 self._flush_locked()
             elif in_delivery:
                 if not self._flush_queued:  # written when the delivery returns (Subscription._on_frames)
@@ -319,13 +339,20 @@ class Publisher(Generic[M]):
         n = self._buf_n
         if n == 0:
             return
-        payload = self._buf[1] if n == 1 else b"".join(self._buf)
+        buf = self._buf
+        if n == 1:
+            payload = buf[1]
+        else:
+            size = len(buf[1])
+            buf[0] = _ITEM_PREFIXES.get(size) or _item_prefix(size)
+            payload = b"".join(buf)
         first = self._seq + 1
         self._seq += n
-        self._buf.clear()
+        buf.clear()
         self._buf_n = 0
         self._buf_bytes = 0
-        self._write("", first, n, self._buf_stamp, payload)
+        self._writer.write("", first, n, self._buf_stamp, payload)
+        self.counters.frames += 1
         self._last_write_ns = time.monotonic_ns()
 
 
@@ -351,6 +378,12 @@ class Subscription(Generic[M]):
         self._batch_type = batch_type(spec.message_type)
         self._callback = callback
         self._with_info = with_info
+        # For the one-message path of _on_frames.
+        self._name = spec.name
+        self._schema_id = spec.schema_id
+        self._parse = spec.message_type.FromString
+        self._now_ns = bus.transport.now_ns
+        self._plain_callback = callback if callback is not None and not with_info else None
         self._seqs: dict[tuple[str, int, str], int] = {}
         self._queue: deque[Any] = deque(maxlen=queue_depth)
         self._ready = threading.Condition()
@@ -390,12 +423,38 @@ class Subscription(Generic[M]):
 
     def _on_frames(self, frames: Sequence[Frame]) -> None:
         bus = self._bus
-        bus._delivering = threading.get_ident()
+        bus._delivering = _get_ident()
         try:
             for frame in frames:
+                # The common frame: one message, the right interface and schema, and the next sequence
+                # number of a writer already seen. It passes every check of _check (in the same order,
+                # with nothing to count), so only the parse is left; any other frame goes to _check.
+                if frame.count == 1 and frame.interface == self._name and frame.schema_id == self._schema_id:
+                    track = (frame.source, frame.epoch, frame.key)
+                    seq = frame.seq
+                    if self._seqs.get(track, -2) == seq - 1:
+                        self._seqs[track] = seq
+                        try:
+                            message = self._parse(frame.payload)
+                        except DecodeError:
+                            self.counters.undecodable += 1
+                            continue
+                        self.last_received_ns = self._now_ns()
+                        callback = self._plain_callback
+                        if callback is None:
+                            self._dispatch(frame, (message,))
+                            continue
+                        try:
+                            callback(message)
+                        except Exception as e:  # module code must not take the bus down
+                            self.counters.callback_errors += 1
+                            bus._report_callback_error(self._name, e)
+                        else:
+                            self.counters.delivered += 1
+                        continue
                 messages = self._check(frame)
                 if messages:
-                    self.last_received_ns = bus.transport.now_ns()
+                    self.last_received_ns = self._now_ns()
                     self._dispatch(frame, messages)
         finally:
             bus._delivering = None
@@ -473,9 +532,10 @@ class Subscription(Generic[M]):
                 self._ready.notify_all()
             c.delivered += len(items)
             return
+        with_info = self._with_info
         for item in items:
             try:
-                if self._with_info:
+                if with_info:
                     callback(*item)
                 else:
                     callback(item)

@@ -30,6 +30,11 @@ transport's report):
   for up to the max blocking time; ctypes releases the GIL.
 * :func:`take` calls ``cyclonedds._clayer.ddspy_take`` directly, skipping the
   generic per-sample deserialisation of ``DataReader.take``.
+* :func:`waitset_attach`, :func:`waitset_detach` and :func:`waitset_wait` call
+  the C API of the same names through the library's handle of ``libddsc``
+  (``DDS._dll_handle``), with attach arguments of our choosing:
+  ``WaitSet.wait`` of the library does not say which conditions triggered,
+  so its caller would have to try every reader.
 """
 
 from __future__ import annotations
@@ -55,7 +60,11 @@ __all__ = [
     "check_version",
     "make_decoder",
     "take",
+    "triggered_buffer",
     "use_bytes",
+    "waitset_attach",
+    "waitset_detach",
+    "waitset_wait",
     "write",
 ]
 
@@ -195,47 +204,150 @@ class EnvelopeEncoder:
 
 T = TypeVar("T")
 
+#: The nine envelope members in wire order: key, source, epoch, seq, count, stamp_ns, interface, schema_id, payload.
+Fields = tuple[str, str, int, int, int, int, str, str, bytes]
+#: Header layouts a decoder remembers (distinct writer and key pairs); it forgets them all past this.
+_LAYOUT_CACHE_SIZE: Final = 1024
 
-def make_decoder(build: Callable[..., T], fallback: Callable[[bytes], T]) -> Callable[[bytes], T]:
-    """A decoder of serialized envelopes into ``build(key, source, ..., payload)``.
+
+class _Layout:
+    """What a decoder keeps of the samples of one writer and key (see :func:`make_decoder`)."""
+
+    __slots__ = ("epoch", "head", "interface", "key", "rest", "schema_id", "source", "tail")
+
+    def __init__(
+        self, head: bytes, tail: bytes, *, key: str, source: str, epoch: int, interface: str, schema_id: str
+    ) -> None:
+        #: The bytes up to ``seq``: encapsulation, key, source, epoch, padding.
+        self.head = head
+        #: seq, count, padding, stamp_ns, the tail, the payload length.
+        self.rest = struct.Struct(f"<QI4xq{len(tail)}sI")
+        #: Interface and schema id as encoded.
+        self.tail = tail
+        self.key = key
+        self.source = source
+        self.epoch = epoch
+        self.interface = interface
+        self.schema_id = schema_id
+
+
+def make_decoder(build: Callable[[Fields], T], fallback: Callable[[bytes], T]) -> Callable[[bytes], T]:
+    """A decoder of serialized envelopes into ``build((key, source, ..., payload))`` (one tuple of :data:`Fields`).
 
     Little endian XCDR1 (what hardpoint writes) is decoded with :mod:`struct`;
     anything else goes to ``fallback`` (the library's deserialiser).
 
+    Why it is fast: everything before ``seq`` (key, source, epoch) and the
+    interface and schema id after ``stamp_ns`` are the same bytes in every
+    sample of one writer and key. The first sample of each such *layout* is
+    decoded field by field (:func:`_decode_fields`); the decoder then keeps
+    the decoded strings and a :class:`struct.Struct` of the rest, and decodes
+    a later sample whose bytes start with the same head with one
+    ``unpack_from``, reusing the strings, once it has checked that the tail
+    bytes are the same too. A sample whose bytes differ in any way takes the
+    field-by-field path, so both paths give the same result.
+
     The decoder raises :class:`struct.error`, :class:`UnicodeDecodeError` or
     :class:`ValueError` on malformed input.
     """
-    u32 = _U32.unpack_from
-    middle = _MIDDLE.unpack_from
+    layouts: dict[bytes, _Layout] = {}  # by head
+    # The layout of the previous sample; this first one matches nothing (no sample starts with 0xff).
+    last = _Layout(b"\xff", b"", key="", source="", epoch=0, interface="", schema_id="")
 
     def decode(data: bytes) -> T:
-        if data[1] != 1:
-            return fallback(data)
-        (n,) = u32(data, 4)
-        o = 8 + n
-        key = data[8 : o - 1].decode()
-        o = (o + 3) & ~3
-        (n,) = u32(data, o)
-        source = data[o + 4 : o + 3 + n].decode()
-        o = (o + 7 + n) & ~3
-        (epoch,) = u32(data, o)
-        o += 4
-        o += (4 - o) & 7  # 8-aligned relative to the body, which starts at offset 4
-        seq, count, stamp_ns = middle(data, o)
-        o += 24
-        (n,) = u32(data, o)
-        interface = data[o + 4 : o + 3 + n].decode()
-        o = (o + 7 + n) & ~3
-        (n,) = u32(data, o)
-        schema_id = data[o + 4 : o + 3 + n].decode()
-        o = (o + 7 + n) & ~3
-        (n,) = u32(data, o)
-        payload = data[o + 4 : o + 4 + n]
+        nonlocal last
+        layout = last
+        head = layout.head
+        if not data.startswith(head):
+            found = layouts.get(data[: _head_length(data)]) if data[1] == 1 else None
+            if found is None:
+                return _decode_slow(data, layouts, build, fallback)
+            layout = last = found
+            head = layout.head
+        rest = layout.rest
+        seq, count, stamp_ns, tail, n = rest.unpack_from(data, len(head))
+        if tail != layout.tail:
+            return _decode_slow(data, layouts, build, fallback)
+        o = len(head) + rest.size
+        payload = data[o : o + n]
         if len(payload) != n:
             raise ValueError(f"payload truncated: {len(payload)} of {n} bytes")
-        return build(key, source, epoch, seq, count, stamp_ns, interface, schema_id, payload)
+        return build(
+            (layout.key, layout.source, layout.epoch, seq, count, stamp_ns, layout.interface, layout.schema_id, payload)
+        )
 
     return decode
+
+
+def _head_length(data: bytes) -> int:
+    """Length of the head of a little endian XCDR1 sample: through epoch, padded so that seq is 8-aligned."""
+    n: int
+    (n,) = _U32.unpack_from(data, 4)
+    o = (11 + n) & ~3  # after the key
+    (n,) = _U32.unpack_from(data, o)
+    o = (o + 11 + n) & ~3  # after the source and the epoch
+    return o + ((4 - o) & 7)  # seq is 8-aligned relative to the body, which starts at offset 4
+
+
+def _decode_slow(
+    data: bytes, layouts: dict[bytes, _Layout], build: Callable[[Fields], T], fallback: Callable[[bytes], T]
+) -> T:
+    if data[1] != 1:
+        return fallback(data)
+    fields = _decode_fields(data)
+    _remember(layouts, data, fields)
+    return build(fields)
+
+
+def _decode_fields(data: bytes) -> Fields:
+    """The nine envelope members of a little endian XCDR1 sample, field by field."""
+    u32 = _U32.unpack_from
+    (n,) = u32(data, 4)
+    o = 8 + n
+    key = data[8 : o - 1].decode()
+    o = (o + 3) & ~3
+    (n,) = u32(data, o)
+    source = data[o + 4 : o + 3 + n].decode()
+    o = (o + 7 + n) & ~3
+    (epoch,) = u32(data, o)
+    o += 4
+    o += (4 - o) & 7  # 8-aligned relative to the body, which starts at offset 4
+    seq, count, stamp_ns = _MIDDLE.unpack_from(data, o)
+    o += 24
+    (n,) = u32(data, o)
+    interface = data[o + 4 : o + 3 + n].decode()
+    o = (o + 7 + n) & ~3
+    (n,) = u32(data, o)
+    schema_id = data[o + 4 : o + 3 + n].decode()
+    o = (o + 7 + n) & ~3
+    (n,) = u32(data, o)
+    payload = data[o + 4 : o + 4 + n]
+    if len(payload) != n:
+        raise ValueError(f"payload truncated: {len(payload)} of {n} bytes")
+    return key, source, epoch, seq, count, stamp_ns, interface, schema_id, payload
+
+
+def _remember(layouts: dict[bytes, _Layout], data: bytes, fields: Fields) -> None:
+    """Keep the layout of a sample that :func:`_decode_fields` decoded, for :func:`make_decoder`'s one-call path."""
+    key, source, epoch, _, _, _, interface, schema_id, _ = fields
+    head = bytearray(_XCDR1_LE)
+    _put_string(head, key)
+    _put_string(head, source)
+    head += _U32.pack(epoch)
+    head += bytes(-(len(head) - len(_XCDR1_LE)) & 7)
+    tail = bytearray()
+    _put_string(tail, interface)
+    _put_string(tail, schema_id)
+    # Only a sample exactly as hardpoint's encoder writes it (zero padding) defines a layout:
+    # the one-call path then compares the whole head and tail byte for byte.
+    h = len(head)
+    if data[:h] != head or data[h + 24 : h + 24 + len(tail)] != tail:
+        return
+    if len(layouts) >= _LAYOUT_CACHE_SIZE:
+        layouts.clear()
+    layouts[bytes(head)] = _Layout(
+        bytes(head), bytes(tail), key=key, source=source, epoch=epoch, interface=interface, schema_id=schema_id
+    )
 
 
 # -- raw sample I/O --------------------------------------------------------------
@@ -282,3 +394,46 @@ else:  # pragma: no cover - other layouts: the portable, slower way to the same 
     def write(writer: int, data: bytes) -> int:
         """Write one serialized sample with the writer whose handle is ``writer``; returns the DDS return code."""
         return _dds_write(writer, _CONTAINER.pack(ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value, len(data)))
+
+
+# -- waitsets ----------------------------------------------------------------------
+
+_dds_waitset_attach: Callable[[int, int, int], int] = ctypes.CFUNCTYPE(
+    ctypes.c_int32, ctypes.c_int32, ctypes.c_int32, ctypes.c_ssize_t
+)(("dds_waitset_attach", DDS._dll_handle))
+_dds_waitset_detach: Callable[[int, int], int] = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int32, ctypes.c_int32)(
+    ("dds_waitset_detach", DDS._dll_handle)
+)
+#: ``dds_waitset_wait(waitset, dds_attach_t *xs, size_t nxs, dds_duration_t reltimeout)``; releases the GIL.
+_dds_waitset_wait: Callable[[int, Any, int, int], int] = ctypes.CFUNCTYPE(
+    ctypes.c_int32, ctypes.c_int32, ctypes.POINTER(ctypes.c_ssize_t), ctypes.c_size_t, ctypes.c_int64
+)(("dds_waitset_wait", DDS._dll_handle))
+
+
+def waitset_attach(waitset: int, entity: int, x: int) -> int:
+    """Attach the entity with handle ``entity``, reported as ``x`` by :func:`waitset_wait`; the DDS return code."""
+    return _dds_waitset_attach(waitset, entity, x)
+
+
+def waitset_detach(waitset: int, entity: int) -> int:
+    """Detach the entity with handle ``entity``; returns the DDS return code."""
+    return _dds_waitset_detach(waitset, entity)
+
+
+def triggered_buffer(size: int) -> Any:
+    """A buffer for :func:`waitset_wait` with room for ``size`` attach arguments."""
+    return (ctypes.c_ssize_t * max(1, size))()
+
+
+def waitset_wait(waitset: int, buffer: Any, timeout_ns: int) -> list[int] | int:
+    """Wait until an attached entity triggers or ``timeout_ns`` passes; the attach arguments of those that did.
+
+    At most ``len(buffer)`` are reported (:func:`triggered_buffer`): give it room for every attached entity.
+
+    :returns: attach arguments (empty on time-out), or the negative DDS return code.
+    """
+    n = _dds_waitset_wait(waitset, buffer, len(buffer), timeout_ns)
+    if n <= 0:
+        return [] if n == 0 else n
+    triggered: list[int] = buffer[: min(n, len(buffer))]
+    return triggered

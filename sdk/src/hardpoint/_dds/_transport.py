@@ -2,9 +2,9 @@
 
 One transport is one DomainParticipant and one *dispatch thread*. The thread
 waits on a DDS WaitSet holding a read condition per reader and a guard
-condition (woken for new timers, readers and close), takes samples in batches,
-hands them to each reader's ``deliver`` and runs the timers, one callback at a
-time, as the transport seam requires. ``WaitSet.wait`` is a ctypes call into
+condition (woken for new timers and close), takes samples in batches from the
+readers whose condition triggered, hands them to each reader's ``deliver`` and
+runs the timers, one callback at a time, as the transport seam requires. ``WaitSet.wait`` is a ctypes call into
 ``libddsc``, which releases the GIL while it blocks, so the waiting thread
 costs nothing; writes release it too (see :mod:`hardpoint._dds._bytes`).
 
@@ -16,6 +16,8 @@ share the domain, so they must use the same configuration.
 
 from __future__ import annotations
 
+import collections
+import functools
 import heapq
 import itertools
 import logging
@@ -26,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar, cast
 
 from cyclonedds.core import (
     DDSException,
@@ -139,6 +141,15 @@ def _release_domain(domain_id: int) -> None:
 # -- writers and readers -----------------------------------------------------------
 
 
+#: A received envelope, a :class:`hardpoint.Frame`. A named tuple because the decoder makes it from its
+#: tuple of fields with ``tuple.__new__`` (:data:`_make_frame`), without a Python call per sample; not a
+#: ``typing.NamedTuple``, whose ``count`` field type checkers see clash with ``tuple.count``.
+_DdsFrame: Any = collections.namedtuple(
+    "_DdsFrame", ("key", "source", "epoch", "seq", "count", "stamp_ns", "interface", "schema_id", "payload")
+)
+_make_frame = cast(Callable[[_bytes.Fields], Frame], functools.partial(tuple.__new__, _DdsFrame))
+
+
 class _Writer(FrameWriter):
     __slots__ = ("_closed", "_encode", "_entity", "_ref", "_transport", "topic")
 
@@ -217,6 +228,8 @@ class _Reader(FrameReader, Generic[S]):
         self.entity: DataReader[Any] | None = entity
         self.ref: int = entity._ref
         self.condition: ReadCondition | None = ReadCondition(entity, _ANY_STATE)
+        #: Handle of the read condition: what the waitset reports when it triggers.
+        self.x: int = self.condition._ref
         self.decode = decode
         self.deliver = deliver
         self.closed = False
@@ -238,19 +251,19 @@ class _Reader(FrameReader, Generic[S]):
         _delete(condition)
         _delete(entity)
 
-    def take_batch(self) -> tuple[list[S], int]:
-        """Decoded valid samples of one batch, and how many samples (valid or not) were taken."""
+    def take_batch(self) -> list[S]:
+        """Decoded valid samples of one batch (at most :data:`BATCH_SIZE`)."""
         taken = _bytes.take(self.ref, BATCH_SIZE)
         if isinstance(taken, int):
             if not self.closed:
                 _log.error("take from topic %s failed: %s", self.topic, DDSException(taken, "dds_take"))
-            return [], 0
+            return []
         decode = self.decode
         try:
-            return [decode(data) for data, info in taken if info.valid_data], len(taken)
+            return [decode(data) for data, info in taken if info.valid_data]
         except Exception as e:  # malformed input; the library's fallback decoder raises anything
             _log.debug("malformed sample on topic %s (%s); decoding one by one", self.topic, e)
-        return self._decode_each(taken), len(taken)
+        return self._decode_each(taken)
 
     def _decode_each(self, taken: list[tuple[bytes, Any]]) -> list[S]:
         out: list[S] = []
@@ -319,6 +332,10 @@ class CycloneTransport(Transport):
         self._topics: dict[str, tuple[Topic[Any], type[Any]]] = {}
         self._writers: set[_Writer] = set()
         self._readers: list[_Reader[Any]] = []
+        #: Readers by the attach argument of their read condition (see :meth:`_run`).
+        self._by_x: dict[int, _Reader[Any]] = {}
+        #: Where the waitset reports the attach arguments of triggered conditions; room for all of them.
+        self._triggered: Any = _bytes.triggered_buffer(8)
         self._timers: list[tuple[int, int, _Timer]] = []
         self._order = itertools.count()
         self._schemas: dict[str, SchemaRecord] = {}
@@ -330,7 +347,7 @@ class CycloneTransport(Transport):
             self._participant = DomainParticipant(domain_id)
             self._waitset = WaitSet(self._participant)
             self._guard = GuardCondition(self._participant)
-            self._waitset.attach(self._guard)
+            self._attach(self._guard._ref)
             self._open_schema_reader()
         except DDSException as e:
             self._delete_entities()
@@ -376,9 +393,9 @@ class CycloneTransport(Transport):
         # which it counts as undecodable instead of the sample vanishing unseen.
         broken: Frame = _MalformedFrame(interface=channel.interface, schema_id=channel.schema_id)
         if channel.keyed:
-            keyed: Callable[[bytes], Frame] = _bytes.make_decoder(KeyedEnvelope, KeyedEnvelope.deserialize)
+            keyed: Callable[[bytes], Frame] = _bytes.make_decoder(_make_frame, KeyedEnvelope.deserialize)
             return self._open_reader(channel.topic, KeyedEnvelope, qos, keyed, deliver, placeholder=broken)
-        keyless: Callable[[bytes], Frame] = _bytes.make_decoder(Envelope, Envelope.deserialize)
+        keyless: Callable[[bytes], Frame] = _bytes.make_decoder(_make_frame, Envelope.deserialize)
         return self._open_reader(channel.topic, Envelope, qos, keyless, deliver, placeholder=broken)
 
     def call_later(self, delay_s: float, callback: Callable[[], None], *, period_s: float | None = None) -> Timer:
@@ -393,8 +410,8 @@ class CycloneTransport(Transport):
             self._wake()
         return timer
 
-    def now_ns(self) -> int:
-        return time.time_ns()
+    #: The wall clock (``time.time_ns``), as a builtin: the receive path reads it per message.
+    now_ns = staticmethod(time.time_ns)
 
     def announce_schema(self, record: SchemaRecord) -> None:
         sample = Schema(record.schema_id, record.interface, record.topic, record.qos, record.descriptor_set)
@@ -466,13 +483,20 @@ class CycloneTransport(Transport):
             try:
                 entity: DataReader[Any] = DataReader(self._participant, topic, qos)
                 reader = _Reader(self, topic_name, entity, decode, deliver, placeholder=placeholder)
-                assert reader.condition is not None
-                self._waitset.attach(reader.condition)
+                self._by_x[reader.x] = reader  # known before the waitset can report it
+                self._attach(reader.x)
             except DDSException as e:
                 raise _dds_error(f"cannot create a reader on topic {topic_name}", e) from e
             self._readers.append(reader)
-        self._wake()
         return reader
+
+    def _attach(self, handle: int) -> None:
+        """Attach a condition to the waitset, reported by its handle; under ``self._lock`` (or before the thread)."""
+        if len(self._by_x) + 1 > len(self._triggered):
+            self._triggered = _bytes.triggered_buffer(2 * (len(self._by_x) + 1))
+        rc = _bytes.waitset_attach(self._waitset._ref, handle, handle)
+        if rc < 0:
+            raise DDSException(rc, "dds_waitset_attach")
 
     def _open_schema_reader(self) -> None:
         def decode(data: bytes) -> Schema:
@@ -520,11 +544,13 @@ class CycloneTransport(Transport):
         with self._lock:
             if reader in self._readers:
                 self._readers.remove(reader)
+            self._by_x.pop(reader.x, None)
             if reader.condition is not None and not self._closed:
-                try:
-                    self._waitset.detach(reader.condition)
-                except DDSException as e:  # pragma: no cover - the condition is ours and attached
-                    _log.warning("detaching the reader of topic %s failed: %s", reader.topic, e)
+                rc = _bytes.waitset_detach(self._waitset._ref, reader.x)
+                if rc < 0:  # pragma: no cover - the condition is ours and attached
+                    _log.warning(
+                        "detaching the reader of topic %s failed: %s", reader.topic, DDSException(rc, "detach")
+                    )
             reader.release()
 
     def _delete_entities(self) -> None:
@@ -534,6 +560,7 @@ class CycloneTransport(Transport):
                 _delete(waitset)
                 waitset.attached = []  # or its finalizer detaches them again from a deleted handle
             readers, self._readers = self._readers, []
+            self._by_x.clear()
             writers, self._writers = list(self._writers), set()
             for reader in readers:
                 reader.closed = True
@@ -567,15 +594,36 @@ class CycloneTransport(Transport):
                 self._guard.set(False)
 
     def _run(self) -> None:
+        """Run due timers, wait, deliver what the triggered readers hold; until closed.
+
+        The waitset says which read conditions triggered, so an iteration takes
+        only from readers with samples (a reader left with more than one batch
+        stays triggered, and the next wait returns at once), and the locks are
+        taken only when there are timers or a wake-up to reset.
+        """
         try:
+            waitset = self._waitset._ref
+            by_x = self._by_x
             while not self._closed:
-                self._run_due_timers()
-                more = self._drain_readers()
-                if self.closed:  # a callback may have closed the transport
-                    break
-                if not more:
-                    self._waitset.wait(self._next_wait_ns())
+                if self._timers:  # read without the lock: a timer added meanwhile wakes the wait
+                    self._run_due_timers()
+                triggered = _bytes.waitset_wait(waitset, self._triggered, self._next_wait_ns())
+                if isinstance(triggered, int):
+                    raise DDSException(triggered, "dds_waitset_wait")
+                if self._woken:
                     self._reset_wake()
+                for x in triggered:
+                    reader = by_x.get(x)
+                    if reader is None or reader.closed:
+                        continue
+                    frames = reader.take_batch()
+                    if frames and not reader.closed:
+                        try:
+                            reader.deliver(frames)
+                        except Exception:
+                            _log.exception("a deliver callback for topic %s raised", reader.topic)
+                    if self.closed:  # a callback may have closed the transport
+                        break
         except Exception:  # pragma: no cover - a bug in the loop itself; callbacks are guarded
             _log.exception("the dispatch thread of DDS domain %s failed", self.domain_id)
         finally:
@@ -591,28 +639,10 @@ class CycloneTransport(Transport):
         self._delete_entities()
         _release_domain(self.domain_id)
 
-    def _drain_readers(self) -> bool:
-        """Deliver one batch of every reader that has data; True when a reader may have more."""
-        with self._lock:
-            readers = list(self._readers)
-        more = False
-        for reader in readers:
-            if reader.closed:
-                continue
-            frames, taken = reader.take_batch()
-            if taken == BATCH_SIZE:
-                more = True
-            if frames and not reader.closed:
-                try:
-                    reader.deliver(frames)
-                except Exception:
-                    _log.exception("a deliver callback for topic %s raised", reader.topic)
-            if self._closed:
-                return False
-        return more
-
     def _next_wait_ns(self) -> int:
         """Nanoseconds until the next timer is due, at most the idle wait."""
+        if not self._timers:
+            return _IDLE_WAIT_NS
         with self._lock:
             if not self._timers:
                 return _IDLE_WAIT_NS
