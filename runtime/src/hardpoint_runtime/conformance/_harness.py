@@ -643,7 +643,7 @@ def _tail(path: Path, lines: int) -> str:
 class Observed:
     """One bus sample as it arrived at the probe: the raw envelope, undecoded and unchecked."""
 
-    #: ``time.monotonic()`` at arrival in the probe.
+    #: ``time.monotonic()`` when the probe took it (within :data:`TAP_POLL_S` of its arrival).
     at: float
     topic: str
     key: str
@@ -655,6 +655,13 @@ class Observed:
     interface: str
     schema_id: str
     payload: bytes
+    #: DDS source timestamp (the writer's clock when it wrote, ns since the epoch): rates are judged on it,
+    #: so a probe that is slow to take samples on a loaded machine does not make gaps of its own.
+    written_ns: int = 0
+
+
+#: How often the tap takes what its readers hold.
+TAP_POLL_S: Final = 0.02
 
 
 class Tap:
@@ -662,54 +669,80 @@ class Tap:
 
     The readers are best effort and volatile so that they match any writer, whatever QoS it
     offers: a writer with the wrong QoS is still observed (and reported by the QoS check),
-    rather than silently unmatched. The SDK's receive checks are bypassed: the conformance
-    checks judge the header themselves.
+    rather than silently unmatched. They are plain DDS readers on the probe's participant,
+    polled by a thread, so that each sample keeps its DDS source timestamp; the SDK's receive
+    checks are bypassed: the conformance checks judge the header themselves.
     """
 
     def __init__(self, host: HostedModule, interfaces: Iterable[str]) -> None:
+        from cyclonedds.sub import DataReader
+        from cyclonedds.topic import Topic
+
         import hardpoint
         from hardpoint._contracts import QosClass
+        from hardpoint._dds._envelope import Envelope, KeyedEnvelope
+        from hardpoint._dds._qos import reader_qos
         from hardpoint._transport import Channel
 
         specs = hardpoint.all_interfaces()
+        participant = host.transport._participant
         self._lock = threading.Lock()
         self._frames: list[Observed] = []
-        self._readers = []
+        self._readers: list[tuple[str, Any]] = []
+        self._topics: list[Any] = []
         for name in interfaces:
             spec = specs.get(name)
             if spec is None:
                 continue  # not in the interface set: the manifest checks say so
-            channel = Channel(
-                topic=spec.topic,
-                qos=QosClass.STREAM,
-                keyed=spec.keyed,
-                history_depth=256,
-                interface=spec.name,
-                schema_id=spec.schema_id,
-                source=PROBE_NAME,
-            )
-            self._readers.append(host.transport.open_reader(channel, self._deliverer(spec.topic)))
+            channel = Channel(spec.topic, QosClass.STREAM, spec.keyed, 256, spec.name, spec.schema_id, PROBE_NAME)
+            topic = Topic(participant, spec.topic, KeyedEnvelope if spec.keyed else Envelope)
+            self._topics.append(topic)
+            self._readers.append((spec.topic, DataReader(participant, topic, qos=reader_qos(channel))))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="conformance-tap", daemon=True)
+        self._thread.start()
 
-    def _deliverer(self, topic: str) -> Callable[[Sequence[Any]], None]:
-        def deliver(frames: Sequence[Any]) -> None:
+    def _poll(self) -> None:
+        while not self._stop.wait(TAP_POLL_S):
+            self.take()
+
+    def take(self) -> None:
+        """Move what the readers hold into the record now (the poll thread does it every few ms)."""
+        from cyclonedds.core import DDSException
+
+        got: list[Observed] = []
+        with self._lock:
+            readers = list(self._readers)
+        for topic, reader in readers:
+            try:
+                samples = reader.take(N=256)
+            except DDSException:  # closed under us
+                continue
             now = time.monotonic()
-            got = [
-                Observed(now, topic, f.key, f.source, int(f.epoch), int(f.seq), int(f.count), int(f.stamp_ns),
-                         f.interface, f.schema_id, bytes(f.payload))
-                for f in frames
-            ]  # fmt: skip
+            for f in samples:
+                if not f.sample_info.valid_data:
+                    continue
+                got.append(
+                    Observed(now, topic, f.key, f.source, int(f.epoch), int(f.seq), int(f.count), int(f.stamp_ns),
+                             f.interface, f.schema_id, bytes(f.payload), int(f.sample_info.source_timestamp))
+                )  # fmt: skip
+        if got:
             with self._lock:
                 self._frames.extend(got)
 
-        return deliver
-
     def frames(self, *, topic: str | None = None, since: float = 0.0) -> list[Observed]:
-        """Frames recorded so far (of one topic, arrived at or after ``since``), in arrival order."""
+        """Frames recorded so far (of one topic, taken at or after ``since``), in arrival order."""
+        self.take()
         with self._lock:
             return [f for f in self._frames if (topic is None or f.topic == topic) and f.at >= since]
 
     def close(self) -> None:
-        for reader in self._readers:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2.0)
+        with self._lock:
+            readers, self._readers = self._readers, []
+            topics, self._topics = self._topics, []
+        for entity in [r for _, r in readers] + topics:
             with contextlib.suppress(Exception):
-                reader.close()
-        self._readers = []
+                entity.__del__()  # delete now; cyclonedds-python would otherwise wait for the collector

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 SETTLE_S: Final = 1.5
 #: Shortest observation window; longer when the slowest rate or the longest deadline needs it.
 MIN_WINDOW_S: Final = 6.0
-#: Allowance on ``deadline_ms`` for scheduling delay on a loaded machine (arrival times are measured).
+#: Allowance on ``deadline_ms`` for the module's own scheduling delay on a loaded machine.
 DEADLINE_ALLOWANCE: Final = 0.5
 #: Rates are judged on keys seen at least this often over at least this long.
 MIN_SAMPLES, MIN_SPAN_S = 5, 2.0
@@ -219,7 +219,7 @@ def key_text(spec: InterfaceSpec, message: Message) -> str:
 
 
 def judge_rate(spec: InterfaceSpec, arrivals: Mapping[str, Sequence[float]], window: float) -> tuple[list[str], str]:
-    """Problems with the rate per key (arrival times of each key's messages in the window), and a summary.
+    """Problems with the rate per key (write times, in seconds, of each key's messages in the window), and a summary.
 
     Continuous interfaces: every key within ``nominal * (1 ± tolerance)`` and no gap beyond the
     deadline (plus :data:`DEADLINE_ALLOWANCE`). Other periodic interfaces (tracks, published while
@@ -363,7 +363,7 @@ def _module_frames(observation: Observation, interface: str) -> list[Observed]:
 
 
 def test_rate(interface: str, observation: Observation, request: pytest.FixtureRequest) -> None:
-    """Each provided interface is published at its contract rate (CF-BUS-002), measured per key on arrival."""
+    """Each provided interface is published at its contract rate (CF-BUS-002), measured per key when written."""
     if not interface:
         _na(request, "the module provides no interface")
         return
@@ -379,8 +379,10 @@ def test_rate(interface: str, observation: Observation, request: pytest.FixtureR
             messages = decode(spec, f)
         except ValueError:
             continue  # the header check reports it
+        # Judged on the writer's clock: a probe slow to take samples makes no gaps or bursts of its own.
+        written = f.written_ns / 1e9 if f.written_ns else f.at
         for msg in messages:
-            arrivals[key_text(spec, msg) if spec.key else f"{f.source}/{f.epoch}"].append(f.at)
+            arrivals[key_text(spec, msg) if spec.key else f"{f.source}/{f.epoch}"].append(written)
     problems, summary = judge_rate(spec, arrivals, observation.end - observation.start)
     request.node.user_properties.append(("measured", summary))
     if problems:
