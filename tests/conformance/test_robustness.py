@@ -17,6 +17,7 @@ from hardpoint_runtime.conformance._robustness import Sent, accounting_problems,
 from hardpoint_runtime.conformance._tasking import (
     ACCEPTED,
     ACK,
+    ALLOWANCE_S,
     CANCEL,
     CANCELLED,
     PROGRESS,
@@ -166,10 +167,11 @@ def test_missing_and_late_acks() -> None:
     assert "no TaskAck within 1 s" in missing
     assert "none came" in missing
     assert "IF-TASKING-REQUEST-DEADLINE" in missing
-    (late,) = Log().request(0).ack(1.7, REJECTED).problems()
-    assert "the first came 1.70 s after it" in late
+    due = 1.0 + ALLOWANCE_S
+    (late,) = Log().request(0).ack(due + 0.2, REJECTED).problems()
+    assert f"the first came {due + 0.2:.2f} s after it" in late
     # Within the allowance: on time.
-    assert Log().request(0).ack(1.4, REJECTED).problems() == []
+    assert Log().request(0).ack(due - 0.1, REJECTED).problems() == []
     # An incomplete log does not count missing answers yet.
     assert task_problems(Log().request(0).log, final=False) == []
 
@@ -202,7 +204,7 @@ def test_cancels() -> None:
     assert Log().request(0).ack(0.1).cancel(0.2).result(0.3, CANCELLED).problems() == []
     assert Log().request(0).ack(0.1).result(0.2, 1).cancel(0.5).result(0.6, 1).problems() == []
     (unanswered,) = Log().request(0).ack(0.1).result(0.2).cancel(0.5).problems()
-    assert "no TaskResult within 1 s (+0.5 s allowance) of a cancel" in unanswered
+    assert f"no TaskResult within 1 s (+{ALLOWANCE_S:g} s allowance) of a cancel" in unanswered
     (wrong,) = Log().cancel(0, "u").result(0.1, 1, "u", correlation="").problems()
     assert "a cancel of an unknown task was answered with status 1, not CANCELLED" in wrong
     assert Log().cancel(0, "u").result(0.1, CANCELLED, "u", correlation="").problems() == []
@@ -226,8 +228,10 @@ def test_a_foreign_cancel_is_ignored_unless_it_overtook_the_request() -> None:
 
 
 def test_deadlines_and_progress() -> None:
-    (late,) = Log().request(10, deadline_s=11).ack(10.1).result(13.0, 4).problems()
-    assert "2.00 s after the request's deadline_time_ns" in late
+    # Due within the request deadline (1 s) plus the allowance after deadline_time_ns.
+    late_by = 1.0 + ALLOWANCE_S + 0.3
+    (late,) = Log().request(10, deadline_s=11).ack(10.1).result(11 + late_by, 4).problems()
+    assert f"{late_by:.2f} s after the request's deadline_time_ns" in late
     assert Log().request(10, deadline_s=11).ack(10.1).result(11.2, 4).problems() == []
     # Already expired on arrival: the answer is due at once.
     assert Log().request(10, deadline_s=5).ack(10.1).result(10.2, 4).problems() == []

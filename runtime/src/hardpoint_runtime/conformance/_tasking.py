@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 #: Scheduling allowance on every deadline (seconds): arrival times are measured in the probe.
-ALLOWANCE_S: Final = 0.5
+ALLOWANCE_S: Final = 1.0
 #: Requester name the probe puts in its requests and cancels.
 REQUESTER: Final = "conformance-probe"
 #: Another requester, whose cancels the target must ignore.

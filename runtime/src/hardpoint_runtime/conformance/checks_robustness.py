@@ -136,7 +136,9 @@ def _verdict(rig: InputRig, what: str, failures: list[str], problems_before: int
     failures += [f"{CF_OUTPUT} published an invalid sample: {p}" for p in outputs]
     failures += [f"{CF_OUTPUT} published samples the probe could not read: {p}" for p in rig.undecodable_outputs()]
     if failures:
-        pytest.fail(f"module {rig.name!r} after {what}:\n" + "\n".join(failures), pytrace=False)
+        # The first line names the requirement: reports show only that line.
+        head = f"{failures[0].splitlines()[0]} [module {rig.name!r}, after {what}]"
+        pytest.fail(head + "\n" + "\n".join(failures), pytrace=False)
 
 
 def _publish_family(
