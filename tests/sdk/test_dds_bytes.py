@@ -3,6 +3,7 @@
 # No ``from __future__ import annotations``: cyclonedds resolves the IDL classes' string annotations
 # in this module's namespace only, where builtins such as ``str`` are not found.
 import os
+import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -198,6 +199,72 @@ def test_struct_codec_rejects_what_does_not_fit() -> None:
     data = encoder.encode("", 1, 1, 0, b"0123456789")
     with pytest.raises((ValueError, IndexError)):
         decode(data[:-8])
+
+
+# -- the decoder's remembered layouts -----------------------------------------------------
+
+#: Writers whose samples one reader sees: two share source and epoch but not the interface,
+#: so their heads are the same bytes and only their tails differ.
+LAYOUT_WRITERS = [
+    ("nav-module", 7, "hardpoint.nav.v1.NavState", "0f" * 8),
+    ("nav-module", 7, "hardpoint.alert.v1.Alert", "0f" * 8),
+    ("nav-module", 8, "hardpoint.nav.v1.NavState", "0f" * 8),
+    ("radar", 7, "hardpoint.nav.v1.NavState", "1e" * 8),
+]
+
+
+def _padding_offset(key: str) -> int | None:
+    """Offset of a padding byte after the key string of an XCDR1 envelope, if it has one."""
+    n = len(key.encode()) + 1
+    return None if n % 4 == 0 else 8 + n
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(
+    samples=st.lists(
+        st.tuples(
+            st.integers(0, len(LAYOUT_WRITERS) - 1),
+            st.sampled_from(["", "k", "key-2", "ü"]),
+            u64,
+            u32,
+            i64,
+            st.binary(max_size=300),
+            st.sampled_from(["none"] * 5 + ["dirty_padding", "truncated", "xcdr2", "big_endian"]),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_remembered_layouts_decode_as_the_library(samples: list[tuple[Any, ...]]) -> None:
+    """One decoder (whose layout cache carries over from sample to sample) against cyclonedds' deserializer.
+
+    Samples of several writers and keys are interleaved; some are not as hardpoint's encoder writes them
+    (non-zero padding, other encodings) or are truncated. Every one decodes to what the library decodes,
+    or (truncated) is refused.
+    """
+    decode = _bytes.make_decoder(lambda fields: Envelope(*fields), Envelope.deserialize)
+    encoders = [
+        _bytes.EnvelopeEncoder(source=src, epoch=ep, interface=iface, schema_id=sid)
+        for src, ep, iface, sid in LAYOUT_WRITERS
+    ]
+    for writer, key, seq, count, stamp, payload, change in samples:
+        source, epoch, interface, schema_id = LAYOUT_WRITERS[writer]
+        sample = Envelope(key, source, epoch, seq, count, stamp, interface, schema_id, payload)
+        data = encoders[writer].encode(key, seq, count, stamp, payload)
+        if change == "dirty_padding" and (offset := _padding_offset(key)) is not None:
+            data = data[:offset] + b"\xaa" + data[offset + 1 :]
+        elif change == "truncated":
+            data = data[: len(data) - 4 - (len(payload) + 3) // 2]
+        elif change == "xcdr2":
+            data = sample.serialize(endianness=Endianness.Little, use_version_2=True)
+        elif change == "big_endian":
+            data = sample.serialize(endianness=Endianness.Big, use_version_2=False)
+        if change == "truncated":  # the library returns what is left of the payload; ours refuses it
+            with pytest.raises((ValueError, struct.error, IndexError)):
+                decode(data)
+            continue
+        assert Envelope.deserialize(data) == sample
+        assert decode(data) == sample
 
 
 # -- over DDS ---------------------------------------------------------------------------

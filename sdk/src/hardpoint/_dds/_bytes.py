@@ -40,6 +40,7 @@ transport's report):
 from __future__ import annotations
 
 import ctypes
+import functools
 import importlib
 import importlib.metadata
 import platform
@@ -60,6 +61,7 @@ __all__ = [
     "check_version",
     "make_decoder",
     "take",
+    "taker",
     "triggered_buffer",
     "use_bytes",
     "waitset_attach",
@@ -363,6 +365,11 @@ def take(reader: int, max_samples: int) -> list[tuple[bytes, SampleInfo]] | int:
     """
     result: list[tuple[bytes, SampleInfo]] | int = _ddspy_take(reader, _ANY_STATE, max_samples)
     return result
+
+
+def taker(reader: int, max_samples: int) -> Callable[[], list[tuple[bytes, SampleInfo]] | int]:
+    """:func:`take` bound to one reader and size, called without a Python frame (the dispatch thread's take)."""
+    return functools.partial(_ddspy_take, reader, _ANY_STATE, max_samples)
 
 
 # ``dds_write(writer, &container)`` where ``container`` is the ddspy sample container

@@ -227,6 +227,7 @@ class _Reader(FrameReader, Generic[S]):
         self.topic = topic
         self.entity: DataReader[Any] | None = entity
         self.ref: int = entity._ref
+        self._take = _bytes.taker(self.ref, BATCH_SIZE)
         self.condition: ReadCondition | None = ReadCondition(entity, _ANY_STATE)
         #: Handle of the read condition: what the waitset reports when it triggers.
         self.x: int = self.condition._ref
@@ -253,7 +254,7 @@ class _Reader(FrameReader, Generic[S]):
 
     def take_batch(self) -> list[S]:
         """Decoded valid samples of one batch (at most :data:`BATCH_SIZE`)."""
-        taken = _bytes.take(self.ref, BATCH_SIZE)
+        taken = self._take()
         if isinstance(taken, int):
             if not self.closed:
                 _log.error("take from topic %s failed: %s", self.topic, DDSException(taken, "dds_take"))
