@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.integration
+
 NAV = "hardpoint.nav.v1.NavState"
 #: One ``hardpoint conformance check`` run may take this long on a loaded 2-core machine.
 RUN_TIMEOUT_S = 600

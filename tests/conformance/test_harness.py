@@ -21,6 +21,8 @@ from hardpoint_runtime.conformance._harness import (
     wait_until,
 )
 
+pytestmark = pytest.mark.integration
+
 
 def test_domain_ids_are_unique_while_held_and_reusable_after_release() -> None:
     ids = [free_domain_id() for _ in range(5)]

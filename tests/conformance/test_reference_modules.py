@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.integration
+
 RUN_TIMEOUT_S = 600
 PARALLEL = 6
 
