@@ -687,6 +687,7 @@ class Tap:
         specs = hardpoint.all_interfaces()
         participant = host.transport._participant
         self._lock = threading.Lock()
+        self._taking = threading.Lock()
         self._frames: list[Observed] = []
         self._readers: list[tuple[str, Any]] = []
         self._topics: list[Any] = []
@@ -708,6 +709,11 @@ class Tap:
 
     def take(self) -> None:
         """Move what the readers hold into the record now (the poll thread does it every few ms)."""
+        # One taker at a time: two interleaved takes could record a writer's samples out of order.
+        with self._taking:
+            self._take()
+
+    def _take(self) -> None:
         from cyclonedds.core import DDSException
 
         got: list[Observed] = []
@@ -740,7 +746,7 @@ class Tap:
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=2.0)
-        with self._lock:
+        with self._taking, self._lock:
             readers, self._readers = self._readers, []
             topics, self._topics = self._topics, []
         for entity in [r for _, r in readers] + topics:
