@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner, Result
 from wheelkit import nav_copy_wheel
 
@@ -46,6 +47,7 @@ def _result(path: Path) -> dict[str, str]:
     return {v["test"].rsplit("::", 1)[-1]: v["outcome"] for v in data["verdicts"]}
 
 
+@pytest.mark.timeout(600)  # every check module, certified: a minute or more on a loaded 2-core machine
 def test_reference_nav_passes_certified_and_the_evidence_agrees(tmp_path: Path) -> None:
     report = tmp_path / "evidence"
     result = check("nav", "--certified", "--report", report)

@@ -386,6 +386,7 @@ def nav_run(nav_wheel: Path, keys: tuple[Path, Path], tmp_path_factory: pytest.T
     return cli("check", nav_wheel, "--certified", "--report", report, "--sign-key", keys[0], "--json"), report
 
 
+@pytest.mark.timeout(600)  # the certified run in the session fixture takes a minute or more
 def test_check_sign_key_on_the_nav_wheel_writes_verifiable_evidence(
     nav_run: tuple[Result, Path], nav_wheel: Path, keys: tuple[Path, Path]
 ) -> None:
@@ -421,6 +422,7 @@ def test_check_sign_key_on_the_nav_wheel_writes_verifiable_evidence(
     assert f"module nav: certified, {len(bound['checks'])} checks passed" in ok.stdout
 
 
+@pytest.mark.timeout(600)  # the certified run in the session fixture takes a minute or more
 def test_verify_refuses_another_wheel_and_an_untrusted_key(
     nav_run: tuple[Result, Path], nav_wheel: Path, keys: tuple[Path, Path], tmp_path: Path
 ) -> None:

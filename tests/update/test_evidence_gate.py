@@ -43,6 +43,9 @@ from hardpoint_runtime.update._errors import (
     EvidenceUntrustedError,
 )
 
+#: A certified conformance run (in the session fixture) takes a minute or more on a loaded 2-core machine.
+pytestmark = pytest.mark.timeout(600)
+
 runner = CliRunner()
 
 
