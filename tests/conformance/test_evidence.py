@@ -545,3 +545,25 @@ def test_every_reference_module_wheel_gets_certified_evidence_that_verifies(
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=60)
     assert not problems, "\n\n".join(problems)
+
+
+def test_a_wheel_changed_during_the_run_gets_no_evidence(
+    keys: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hardpoint_runtime._conformance_cli as conformance_cli
+
+    wheel = nav_copy_wheel(tmp_path)
+    real_run = subprocess.run
+
+    def run_then_change_the_wheel(*args: Any, **kwargs: Any) -> Any:
+        done = real_run(*args, **kwargs)
+        with wheel.open("ab") as f:  # someone rewrites the wheel while the checks run
+            f.write(b"\0")
+        return done
+
+    monkeypatch.setattr(conformance_cli.subprocess, "run", run_then_change_the_wheel)
+    report = tmp_path / "report"
+    result = cli("check", wheel, "--only", "checks_manifest", "--report", report, "--sign-key", keys[0])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"hardpoint: error: {wheel.resolve()} changed during the run (sha256 was ")
+    assert not (report / "evidence.dsse.json").exists()

@@ -300,6 +300,37 @@ def _write_evidence(result: dict[str, Any], signer: Signer, report_dir: Path) ->
     return {"file": str(path), "keyids": sorted(envelope.signatures)}
 
 
+def _report_dir(report: Path) -> Path:
+    """The report directory, created, without the files of an earlier run."""
+    report_dir = report.resolve()
+    try:
+        report_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        _fail(f"cannot create report directory {report_dir}: {e.strerror or e}")
+    for stale in (RESULT_FILE, JUNIT_FILE, EVIDENCE_FILE):
+        (report_dir / stale).unlink(missing_ok=True)
+    return report_dir
+
+
+def _print_summary(summary: dict[str, Any], module: str, *, certified: bool) -> None:
+    _say(f"{module}: {summary['verdict'].upper()}{' (certified)' if certified else ''}")
+    for c in summary["checks"]:
+        _say(f"  {c['outcome']:<7} {c['check']} [{', '.join(c['requirements'])}]")
+        if "message" in c:
+            _say(f"          {c['message']}")
+    subject = summary["subject"]
+    if subject["kind"] == "wheel":
+        _say(f"wheel: {subject['name']} sha256 {subject['sha256']}")
+    else:
+        _say(
+            f"installed: {subject['name'].removeprefix('installed:')} (RECORD sha256 {subject['sha256']}; "
+            "not a wheel, cannot pass the evidence gate)"
+        )
+    if "evidence" in summary:
+        _say(f"signed evidence: {summary['evidence']['file']} (key {', '.join(summary['evidence']['keyids'])})")
+    _say(f"report: {summary['report']['markdown']}")
+
+
 @conformance_app.command()
 def check(
     module: Annotated[str, typer.Argument(help="The module under test: its installed entry-point name, or a wheel.")],
@@ -338,14 +369,8 @@ def check(
     target = _resolve_module(module)
     signer = _load_signer(sign_key) if sign_key is not None else None  # a bad key fails before the run
     subject = _subject(module, target)  # the digest of what is about to be tested
-    report_dir = report.resolve()
-    try:
-        report_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        _fail(f"cannot create report directory {report_dir}: {e.strerror or e}")
+    report_dir = _report_dir(report)
     result_file, junit_file = report_dir / RESULT_FILE, report_dir / JUNIT_FILE
-    for stale in (result_file, junit_file, report_dir / EVIDENCE_FILE):
-        stale.unlink(missing_ok=True)
     command = [
         sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
         # Isolated from the caller's project: no ini file, rootdir and cwd in the report directory.
@@ -362,6 +387,8 @@ def check(
     if not result_file.is_file():
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-10:])
         _fail(f"pytest exited {proc.returncode} without writing {result_file}:\n{tail}")
+    if subject.kind == "wheel" and _subject(module, target) != subject:
+        _fail(f"{target} changed during the run (sha256 was {subject.sha256}): no result is bound to it; run again")
     plugin_result = json.loads(result_file.read_text(encoding="utf-8"))
     summary = _summarise(plugin_result, _junit_messages(junit_file), proc.returncode)
     summary["module"] = module
@@ -383,22 +410,7 @@ def check(
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
         sys.stdout.flush()
     else:
-        _say(f"{module}: {summary['verdict'].upper()}{' (certified)' if certified else ''}")
-        for c in summary["checks"]:
-            _say(f"  {c['outcome']:<7} {c['check']} [{', '.join(c['requirements'])}]")
-            if "message" in c:
-                _say(f"          {c['message']}")
-        subject = summary["subject"]
-        if subject["kind"] == "wheel":
-            _say(f"wheel: {subject['name']} sha256 {subject['sha256']}")
-        else:
-            _say(
-                f"installed: {subject['name'].removeprefix('installed:')} (RECORD sha256 {subject['sha256']}; "
-                "not a wheel, cannot pass the evidence gate)"
-            )
-        if "evidence" in summary:
-            _say(f"signed evidence: {summary['evidence']['file']} (key {', '.join(summary['evidence']['keyids'])})")
-        _say(f"report: {report_dir / REPORT_FILE}")
+        _print_summary(summary, module, certified=certified)
     raise typer.Exit(0 if summary["verdict"] == "pass" else 1)
 
 
