@@ -84,6 +84,20 @@ VARIANTS = [
             "test_interop_as_provider": "CF-IOP-002",
         },
     ),
+    # Fusion whose process exits on a NaN relative position (legal, never sent by real sensors): only the
+    # robustness check's boundary inputs reach it; the next checks run on a fresh worker.
+    Variant("broken_boundary", {"test_valid_and_boundary_inputs": "CF-ROB-001"}),
+    Variant(
+        "broken_unanswered",
+        {"test_requests_acknowledged_within_deadline": "CF-TASK-001"},
+        # A nav that declares task handling and answers nothing: no request is acked, so no task is
+        # accepted or ends, no cancel is answered, in any sequence.
+        consequences={
+            "test_accepted_tasks_end_with_one_result": "CF-TASK-002",
+            "test_cancellation_honoured": "CF-TASK-003",
+            "test_request_cancel_sequences": "CF-TASK-004",
+        },
+    ),
 ]
 
 
