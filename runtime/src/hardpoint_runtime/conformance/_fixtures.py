@@ -8,12 +8,11 @@ A check module imports the fixtures it uses (pytest finds fixtures in the module
     session-scoped, ACTIVE :class:`~._harness.HostedModule` of ``--hardpoint-module`` (a wheel is
     installed with ``installer`` into a temporary directory and hosted from there), fed its
     required interfaces by the reference modules; stopped at the end of the session.
-``hosted_factory``
-    function-scoped factory: ``hosted_factory(**overrides)`` returns a new, not yet started
-    HostedModule of the module under test (same configuration); all closed after the test.
-    For checks that need a fresh worker (lifecycle, restart, crashes).
 ``hosted_options``
-    the keyword arguments both use: ``config`` and ``adapters`` from ``--hardpoint-config``.
+    the keyword arguments for :class:`~._harness.HostedModule`: ``config`` and ``adapters`` from
+    ``--hardpoint-config``; checks that need fresh workers make their own HostedModule with them.
+``manifest_under_test(config)``
+    the manifest at collection time, to parametrize checks by interface.
 
 Without ``--hardpoint-module`` every fixture skips (the plugin stays inert).
 """
@@ -21,7 +20,7 @@ Without ``--hardpoint-module`` every fixture skips (the plugin stays inert).
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +31,7 @@ from hardpoint_runtime.conformance._harness import HarnessError, HostedModule
 if TYPE_CHECKING:
     from hardpoint import Manifest
 
-__all__ = ["hosted_factory", "hosted_module", "hosted_options", "load_options", "manifest_under_test"]
+__all__ = ["hosted_module", "hosted_options", "load_options", "manifest_under_test"]
 
 
 def load_options(path: Path) -> dict[str, Any]:
@@ -137,24 +136,3 @@ def hosted_module(request: pytest.FixtureRequest, hosted_options: Mapping[str, A
         pytest.fail(str(e), pytrace=False)
     yield host
     host.close()
-
-
-@pytest.fixture
-def hosted_factory(
-    request: pytest.FixtureRequest, hosted_options: Mapping[str, Any]
-) -> Iterator[Callable[..., HostedModule]]:
-    """Factory of fresh, not yet started HostedModules of the module under test; all closed after the test."""
-    module = _module_under_test(request.config)
-    made: list[HostedModule] = []
-
-    def make(**overrides: Any) -> HostedModule:
-        try:
-            host = HostedModule(module, **{**hosted_options, **overrides})
-        except HarnessError as e:
-            pytest.fail(str(e), pytrace=False)
-        made.append(host)
-        return host
-
-    yield make
-    for host in made:
-        host.close()
