@@ -512,18 +512,35 @@ def open_responder(eng: Engines, kind: str, size: int) -> Callable[[], None]:
         put = zpub.put
         parse = ping.type.FromString
 
+        closing = threading.Event()
+
         def on_ping(sample: Any) -> None:
             parse(sample.payload.to_bytes())
-            put(pong.SerializeToString())
+            if not closing.is_set():
+                put(pong.SerializeToString())
 
         sub = session.declare_subscriber(ZENOH_PING, on_ping)
 
         def zclose() -> None:
+            closing.set()
             sub.undeclare()
-            zpub.undeclare()
+            undeclare_when_free(zpub)
 
         return zclose
     raise ValueError(kind)
+
+
+def undeclare_when_free(zpub: Any) -> None:
+    """Undeclare a zenoh publisher; a stray callback still in ``put`` holds it a moment ("Already borrowed")."""
+    for _ in range(200):
+        try:
+            zpub.undeclare()
+            return
+        except RuntimeError as e:
+            if "Already borrowed" not in str(e):
+                raise
+            time.sleep(0.005)
+    zpub.undeclare()
 
 
 class PingState:
@@ -609,7 +626,7 @@ def ping_pong(eng: Engines, kind: str, size: int, total: int, timeout: float) ->
             return state.run(timeout)
         finally:
             sub.undeclare()
-            zpub.undeclare()
+            undeclare_when_free(zpub)
     raise ValueError(kind)
 
 

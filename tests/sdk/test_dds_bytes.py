@@ -203,13 +203,14 @@ def test_struct_codec_rejects_what_does_not_fit() -> None:
 
 # -- the decoder's remembered layouts -----------------------------------------------------
 
-#: Writers whose samples one reader sees: two share source and epoch but not the interface,
+#: Writers whose samples one reader sees: some share source and epoch but not the interface,
 #: so their heads are the same bytes and only their tails differ.
 LAYOUT_WRITERS = [
     ("nav-module", 7, "hardpoint.nav.v1.NavState", "0f" * 8),
     ("nav-module", 7, "hardpoint.alert.v1.Alert", "0f" * 8),
     ("nav-module", 8, "hardpoint.nav.v1.NavState", "0f" * 8),
     ("radar", 7, "hardpoint.nav.v1.NavState", "1e" * 8),
+    ("nav-module", 7, "", "0f" * 8),  # so short that its samples may end before another layout's tail does
 ]
 
 

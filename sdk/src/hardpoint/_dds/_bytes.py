@@ -267,7 +267,10 @@ def make_decoder(build: Callable[[Fields], T], fallback: Callable[[bytes], T]) -
             layout = last = found
             head = layout.head
         rest = layout.rest
-        seq, count, stamp_ns, tail, n = rest.unpack_from(data, len(head))
+        try:
+            seq, count, stamp_ns, tail, n = rest.unpack_from(data, len(head))
+        except struct.error:  # shorter than this layout: another tail (a shorter interface name, say)
+            return _decode_slow(data, layouts, build, fallback)
         if tail != layout.tail:
             return _decode_slow(data, layouts, build, fallback)
         o = len(head) + rest.size
