@@ -93,9 +93,8 @@ def _step(host: HostedModule, transition: str, state: str) -> tuple[str, str]:
             f"the state stayed {state}, SDK-LC-002 specifies {want}"
         ), state
     why = f": {reply['error']}" if reply["error"] else ""
-    return f"SDK-LC-002: module {name!r}: {transition} from {state} ended in {reply['state']}, not {want}{why}", reply[
-        "state"
-    ]
+    got = reply["state"]
+    return f"SDK-LC-002: module {name!r}: {transition} from {state} ended in {got}, not {want}{why}", got
 
 
 @pytest.mark.hardpoint("SDK-LC-002", "CF-LC-001")
