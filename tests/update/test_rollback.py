@@ -66,9 +66,11 @@ class Running:
 
 
 @pytest.fixture
-def platform(tmp_path: Path, repo: Repo) -> Iterator[Running]:
+def platform(request: pytest.FixtureRequest, tmp_path: Path, repo: Repo) -> Iterator[Running]:
+    """beacon 1.0 running; probation 7 s (long enough for 1.3 and 1.5 to misbehave), or the indirect parameter."""
+    probation_s = float(getattr(request, "param", 7.0))
     domain = allocate_domain()
-    config = write_platform(tmp_path / "plat", domain.id, repo.path, gate_timeout_s=5.0, probation_s=7.0)
+    config = write_platform(tmp_path / "plat", domain.id, repo.path, gate_timeout_s=5.0, probation_s=probation_s)
     preinstall(tmp_path / "plat", repo.v10, "1.0")
     daemon = Daemon(config)
     watcher = NavWatcher(domain.id)
@@ -126,6 +128,7 @@ def test_bad_version_is_rolled_back_with_its_cause(
     assert "update_committed" not in kinds
 
 
+@pytest.mark.parametrize("platform", [1.5], indirect=True, ids=["probation_1.5s"])
 def test_good_version_is_committed_then_operator_rolls_back(platform: Running) -> None:
     d = platform.daemon
     record = d.update_apply("beacon", "1.4")

@@ -95,6 +95,10 @@ class ModuleProcess:
                 elif "id" in msg:
                     self._replies[int(msg["id"])] = msg
                 self._cond.notify_all()
+        # End of output comes as the process exits, a moment before it can be reaped; wait for that,
+        # or a waiter that checks _exited() now sees it still running and sleeps until its timeout.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
         with self._cond:
             self._cond.notify_all()
 

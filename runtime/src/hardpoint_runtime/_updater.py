@@ -390,7 +390,8 @@ class Updater:
         m = self.daemon.modules.get(module)
         if m is None:
             raise KeyError(f"no module {module!r} on platform {self.daemon.config.platform.name!r}")
-        return str(m.version) if m.dist is not None and m.process is not None else ""
+        # The selected version, also while its process is restarting: an update of it is not a first install.
+        return str(m.version) if m.dist is not None else ""
 
     @contextlib.contextmanager
     def _one_at_a_time(self, module: str) -> Iterator[None]:
@@ -753,6 +754,8 @@ class _Activation:
         assert probe is not None
         try:
             with m.lock:
+                # The supervisor may have restarted the old version during the gate: switch from the current one.
+                self.old = m.process
                 if self.old is not None and self.old.exit_code() is None:
                     self.old.request("transition", timeout_s=WORKER_TIMEOUT_S, transition="deactivate")
                 t_off = time.monotonic()
