@@ -14,9 +14,11 @@ the test checks (UPD-REC-001):
 - no partial install directory is left or selected;
 - the history shows the attempt ``interrupted`` (or ``committed``).
 
-The CI form runs the eight crash points on one platform in a chain (the daemon
+Nine crash points: the eight steps, and inside the install (between
+``downloaded`` and ``installed``, the partial directory complete but not
+renamed). The CI form runs them on one platform in a chain (the daemon
 that checks the recovery from one step is then killed at the next), so the
-module's 1.1 is already in the store from the third step on; the ``slow``
+module's 1.1 is already in the store from the crash point ``installed`` on; the ``slow``
 form gives every crash point a fresh platform.
 """
 
@@ -35,8 +37,11 @@ import pytest
 from modkit import allocate_domain, build_module_wheel, preinstall, publish_repo, wait_for, worker_pids, write_platform
 
 from hardpoint_runtime._plugins import store_paths
-from hardpoint_runtime._updater import CRASH_ENV
+from hardpoint_runtime._updater import CRASH_ENV, MID_INSTALL
 from hardpoint_runtime.update._journal import STEPS
+
+#: Every journal step, and inside the install (partial directory complete, not yet renamed into place).
+CRASH_POINTS = (*STEPS[:2], MID_INSTALL, *STEPS[2:])
 
 #: A daemon in its own process: once beacon is active and beating it prints what runs (JSON), then on
 #: "apply" applies 1.1 (``HARDPOINT_UPDATE_CRASH_AT`` kills it mid-way) and on "stop" (or end of input) stops.
@@ -121,12 +126,13 @@ def _check_consistent(seen: dict[str, Any], domain_id: int, root: Path, step: st
     ), (step, seen)  # fmt: skip
     assert worker_pids(domain_id, "beacon") == [seen["pid"]]  # exactly one beacon process: the daemon's
     last_step, outcome, from_v, to_v, cause = seen["history"][0]
-    assert (last_step, from_v, to_v) == (step, "1.0", "1.1")
+    written = "downloaded" if step == MID_INSTALL else step  # the last step written before the kill
+    assert (last_step, from_v, to_v) == (written, "1.0", "1.1")
     assert (outcome, cause) == (("committed", "") if step == "committed" else ("interrupted", "interrupted"))
     store = root / "state" / "modules" / "beacon"
     assert not list(store.glob(".partial-*"))
     assert all(Path(p).parent.name in {"1.0", "1.1"} for p in store_paths(root / "state" / "modules"))
-    print(f"crash point {STEPS.index(step) + 1}/{len(STEPS)} ({step}): back on {expected}, consistent")
+    print(f"crash point {CRASH_POINTS.index(step) + 1}/{len(CRASH_POINTS)} ({step}): back on {expected}, consistent")
 
 
 def _dead_daemons_modules_end(domain_id: int) -> None:
@@ -158,7 +164,7 @@ def test_daemon_killed_at_every_step_comes_back_consistent(tmp_path: Path, repo:
         config = write_platform(root, domain.id, repo_dir, gate_timeout_s=15.0, probation_s=1.0)
         preinstall(root, v10, "1.0")
         previous = None
-        for step in (*STEPS, None):
+        for step in (*CRASH_POINTS, None):
             daemon = _Daemon(config, step)
             try:
                 seen = daemon.status()
@@ -172,16 +178,17 @@ def test_daemon_killed_at_every_step_comes_back_consistent(tmp_path: Path, repo:
             finally:
                 daemon.close()
             _dead_daemons_modules_end(domain.id)
+            _check_killed_mid_install(root, step)
             previous = step
     finally:
         _kill_leftovers(domain.id)
         domain.release()
     print(f"crash points covered: {len(covered)} ({', '.join(covered)})")
-    assert covered == list(STEPS)
+    assert covered == list(CRASH_POINTS)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.parametrize("step", CRASH_POINTS)
 def test_daemon_killed_at_step_on_a_fresh_platform(tmp_path: Path, repo: tuple[Path, Path], step: str) -> None:
     """Each crash point on a fresh platform (nothing of 1.1 downloaded or installed before the attempt)."""
     repo_dir, v10 = repo
@@ -197,6 +204,7 @@ def test_daemon_killed_at_step_on_a_fresh_platform(tmp_path: Path, repo: tuple[P
         finally:
             killed.close()
         _dead_daemons_modules_end(domain.id)
+        _check_killed_mid_install(root, step)
         checker = _Daemon(config, None)
         try:
             _check_consistent(checker.status(), domain.id, root, step)
@@ -206,6 +214,15 @@ def test_daemon_killed_at_step_on_a_fresh_platform(tmp_path: Path, repo: tuple[P
     finally:
         _kill_leftovers(domain.id)
         domain.release()
+
+
+def _check_killed_mid_install(root: Path, step: str) -> None:
+    """Killed inside the install, the partial directory is there (the restart must remove it)."""
+    partials = list((root / "state" / "modules" / "beacon").glob(".partial-*"))
+    if step == MID_INSTALL:
+        assert partials, "the daemon was not killed inside the install"
+    else:
+        assert not partials
 
 
 def _kill_leftovers(domain_id: int) -> None:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CRASH_ENV",
+    "MID_INSTALL",
     "GateView",
     "Updater",
     "check_evidence",
@@ -47,8 +48,11 @@ __all__ = [
 
 _log = logging.getLogger("hardpoint.update")
 
-#: Test seam (UPD-TEST-1): the updater SIGKILLs its own daemon right after writing this journal step.
+#: Test seam (UPD-TEST-001): the updater SIGKILLs its own daemon right after writing this journal step
+#: (or, for :data:`MID_INSTALL`, with the install's partial directory complete but not yet renamed).
 CRASH_ENV: Final = "HARDPOINT_UPDATE_CRASH_AT"
+#: The crash point inside the install, between the steps ``downloaded`` and ``installed``.
+MID_INSTALL: Final = "installing"
 #: How often the gate and probation look at what the bus saw.
 WATCH_PERIOD_S: Final = 0.05
 #: A provided periodic interface may be silent this long at least before it counts as stopped (load margin).
@@ -514,7 +518,14 @@ class Updater:
         report("downloaded", done=verified.length, total=verified.length)
         _crash_point("downloaded")
         try:
-            lib = install_wheel(verified.path, self.store_dir, module, cand.version, target=cand.target)
+            lib = install_wheel(
+                verified.path,
+                self.store_dir,
+                module,
+                cand.version,
+                target=cand.target,
+                before_rename=lambda: _crash_point(MID_INSTALL),
+            )
         except UpdateError as e:
             raise _Refused(type(e).__name__, "", str(e)) from e
         self.store.journal_step(entry.id, "installed")

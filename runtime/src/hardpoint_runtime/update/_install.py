@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -36,11 +37,21 @@ def installed_lib(store: Path, name: str, version: str) -> Path:
     return store / name / version / "lib"
 
 
-def install_wheel(wheel: Path, store: Path, name: str, version: str, *, target: str | None = None) -> Path:
+def install_wheel(
+    wheel: Path,
+    store: Path,
+    name: str,
+    version: str,
+    *,
+    target: str | None = None,
+    before_rename: Callable[[], None] | None = None,
+) -> Path:
     """Install ``wheel`` as ``name`` ``version`` into ``store``; return its ``lib`` directory.
 
     :param target: the TUF target path, for error messages; its last part is the wheel's file name
         (the verified download is stored under a quoted name, which ``installer`` would not accept).
+    :param before_rename: called when the partial directory is complete, just before the rename
+        (the crash-safety test kills the daemon there).
     :raises InstallError: the wheel could not be unpacked or the store not written; the store is unchanged.
     """
     from installer import install
@@ -67,6 +78,8 @@ def install_wheel(wheel: Path, store: Path, name: str, version: str, *, target: 
             install(source, destination, {"INSTALLER": b"hardpointd"})
         shutil.rmtree(named.parent)
         _fsync_tree(partial)
+        if before_rename is not None:
+            before_rename()
         os.rename(partial, final)
         _fsync_dir(final.parent)
     except Exception as e:  # installer raises many kinds; the store must stay as it was
