@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -241,3 +242,26 @@ def test_recover_on_start_finishes_every_unfinished_attempt(tmp_path: Path) -> N
     assert sorted(events) == [("update_recovered", "beta"), ("update_recovered", "gamma")]
     assert recover_on_start(store, lambda *a, **k: None) == []  # nothing left to recover
     store.close()
+
+
+def test_updater_refuses_without_update_section_and_while_another_update_runs(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from hardpoint_runtime._updater import Updater
+
+    cfg = parse_config(_BASE + 'url = "http://127.0.0.1:8765"\n', base_dir=tmp_path)
+    daemon: Any = SimpleNamespace(
+        state_dir=tmp_path,
+        modules={"beacon": SimpleNamespace(version="1.0", dist=object())},
+        config=SimpleNamespace(platform=SimpleNamespace(name="p")),
+    )
+    with pytest.raises(ValueError, match=r"no \[update\] section"):
+        Updater(daemon, None).apply("beacon", None, None)
+    busy = Updater(daemon, cfg.update)
+    busy._lock.acquire()
+    with pytest.raises(ValueError, match="already running"):
+        busy.apply("beacon", "1.1", None)
+    with pytest.raises(ValueError, match="already running"):
+        busy.rollback("beacon")
+    with pytest.raises(KeyError, match="no module 'nope'"):
+        busy.apply("nope", None, None)
