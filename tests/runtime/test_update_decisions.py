@@ -257,6 +257,8 @@ def test_updater_refuses_without_update_section_and_while_another_update_runs(tm
     )
     with pytest.raises(ValueError, match=r"no \[update\] section"):
         Updater(daemon, None).apply("beacon", None, None)
+    with pytest.raises(ValueError, match=r"no \[update\] section"):
+        Updater(daemon, None).check()
     busy = Updater(daemon, cfg.update)
     busy._lock.acquire()
     with pytest.raises(ValueError, match="already running"):

@@ -365,6 +365,8 @@ class Updater:
     def check(self) -> list[UpdateOffer]:
         from packaging.version import Version
 
+        if self.config is None:
+            raise ValueError("this platform has no [update] section: it takes no signed updates")
         offers = []
         with self._client() as client:
             for entry in self.daemon.config.enabled_modules:
