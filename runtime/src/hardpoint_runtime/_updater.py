@@ -588,16 +588,27 @@ class Updater:
             report("committed")
             _crash_point("committed")
         except _RolledBack as e:
-            act.revert()
-            self.store.journal_finish(
-                entry.id, "rolled_back", cause=e.cause, reason=e.reason, pin=(module, from_version)
-            )
-            self.daemon.event(
-                "update_rolled_back", module=module, severity="warning", detail={"cause": e.cause, "reason": e.reason}
-            )
+            self._roll_back(act, entry, module, from_version, e)
             raise
+        except Exception as e:  # anything unforeseen mid-activation (a worker gone mid-request): restore the old
+            _log.exception("update of module %s failed unexpectedly; rolling back", module)
+            failure = _RolledBack(
+                "error", f"update of module {module!r} to {to_version} failed: {type(e).__name__}: {e}"
+            )
+            self._roll_back(act, entry, module, from_version, failure)
+            raise failure from e
         finally:
             act.close()
+
+    def _roll_back(self, act: _Activation, entry: JournalEntry, module: str, from_version: str, e: _RolledBack) -> None:
+        try:
+            act.revert()
+        except Exception:  # the pin below still returns the platform to the old version at the next start
+            _log.exception("restoring module %s %s failed", module, from_version)
+        self.store.journal_finish(entry.id, "rolled_back", cause=e.cause, reason=e.reason, pin=(module, from_version))
+        self.daemon.event(
+            "update_rolled_back", module=module, severity="warning", detail={"cause": e.cause, "reason": e.reason}
+        )
 
     def _gate(self, act: _Activation, module: str, version: str, timeout_s: float, report: _Reporter) -> None:
         last_second = -1
