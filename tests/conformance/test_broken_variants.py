@@ -87,6 +87,9 @@ VARIANTS = [
     # Fusion whose process exits on a NaN relative position (legal, never sent by real sensors): only the
     # robustness check's boundary inputs reach it; the next checks run on a fresh worker.
     Variant("broken_boundary", {"test_valid_and_boundary_inputs": "CF-ROB-001"}),
+    # Fusion whose callback raises on a 4096-character sensor id: the SDK catches it, the process lives, and the
+    # robustness check still fails (module code failed on an input).
+    Variant("broken_raises", {"test_valid_and_boundary_inputs": "CF-ROB-001"}),
     Variant(
         "broken_unanswered",
         {"test_requests_acknowledged_within_deadline": "CF-TASK-001"},
