@@ -153,3 +153,41 @@ def test_readers_without_samples_are_not_taken_from(pair: tuple[CycloneTransport
     assert takes["idle"] == 0
     assert idle_seen.n == 0
     idle_writer.close()
+
+
+def test_large_samples_of_one_take_are_delivered_a_few_at_a_time_in_order(
+    pair: tuple[CycloneTransport, CycloneTransport],
+) -> None:
+    """64 KiB frames that wait in the reader are taken together but decoded and delivered about 256 KiB at a time."""
+    reading, writing = pair
+    ch = event_channel()
+    sizes: list[int] = []
+    seqs: list[int] = []
+    hold = threading.Event()
+    cond = threading.Condition()
+
+    def deliver(frames: Sequence[Frame]) -> None:
+        hold.wait(WAIT_S)  # the first delivery waits, so that the rest pile up in the reader
+        with cond:
+            burst = [f.seq for f in frames if f.seq >= BURST]
+            if burst:
+                sizes.append(len(burst))
+                seqs.extend(burst)
+            cond.notify_all()
+
+    reading.open_reader(ch, deliver)
+    writer = writing.open_writer(ch)
+    probe = Seen()
+    writing.open_reader(ch, probe)  # on the other transport, whose dispatch thread is not held
+    write_until_seen(writer, probe)
+    payload = bytes(64 * 1024)
+    for seq in range(BURST, BURST + 40):
+        writer.write("", seq, 1, 0, payload)
+    assert probe.wait_burst(40)
+    time.sleep(0.2)  # and in the held reader's history (reliable, same host)
+    hold.set()
+    with cond:
+        assert cond.wait_for(lambda: len(seqs) >= 40, WAIT_S), seqs
+    assert seqs == list(range(BURST, BURST + 40))
+    assert max(sizes) <= 4  # 256 KiB of 64 KiB samples
+    assert len(sizes) >= 10
