@@ -11,8 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "pubsub.py"
 
 #: Keys the issue promises, plus the figures they are computed from.
@@ -34,7 +32,6 @@ KEYS = {
 }
 
 
-@pytest.mark.slow
 def test_pubsub_bench_prints_every_figure_and_loses_nothing_reliable() -> None:
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--quick", "--json", "--seconds", "0.5", "--sizes", "80", "--round-trips", "100"],

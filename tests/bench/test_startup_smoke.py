@@ -8,12 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "startup.py"
 
 
-@pytest.mark.slow
 def test_startup_bench_prints_start_time_and_memory_per_count() -> None:
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--counts", "1", "--repeat", "1", "--json"],

@@ -11,16 +11,13 @@ import base64
 import copy
 import hashlib
 import json
-import os
-import shutil
-import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from refkit import Run
 from securesystemslib.signer import CryptoSigner, Key
 from typer.testing import CliRunner, Result
 from wheelkit import nav_copy_wheel, write_wheel
@@ -355,40 +352,22 @@ def cli(*args: str | Path) -> Result:
     return runner.invoke(app, ["conformance", *map(str, args)])
 
 
-def build_reference_wheel(name: str, work: Path) -> Path:
-    """A real wheel of ``modules/<name>``, built from a copy (so the source tree gets no build/ directory)."""
-    shutil.copytree(REPO / "modules" / name, work / name, ignore=shutil.ignore_patterns("build", "*.egg-info"))
-    subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(work / "dist"), str(work / name)],
-        check=True,
-        capture_output=True,
-        timeout=180,
-    )
-    (wheel,) = (work / "dist").glob(f"hardpoint_mod_{name}-*.whl")
-    return wheel
+@pytest.fixture(scope="session")
+def nav_wheel(reference_runs: dict[str, Run]) -> Path:
+    """The nav wheel certified by the shared ``reference_runs`` (conftest.py)."""
+    return reference_runs["nav"].wheel
 
 
 @pytest.fixture(scope="session")
-def nav_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_reference_wheel("nav", tmp_path_factory.mktemp("nav-wheel"))
-
-
-@pytest.fixture(scope="session")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    private, public, _ = generate_key_pair(tmp_path_factory.mktemp("conformance-keys"))
-    return private, public
-
-
-@pytest.fixture(scope="session")
-def nav_run(nav_wheel: Path, keys: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Result, Path]:
-    """One certified, signed run on the nav wheel, shared by the tests that read its outputs."""
-    report = tmp_path_factory.mktemp("nav-report")
-    return cli("check", nav_wheel, "--certified", "--report", report, "--sign-key", keys[0], "--json"), report
+def nav_run(reference_runs: dict[str, Run]) -> tuple[Run, Path]:
+    """The certified, signed run on the nav wheel (shared with the reference-module acceptance test)."""
+    run = reference_runs["nav"]
+    return run, run.report
 
 
 @pytest.mark.timeout(600)  # the certified run in the session fixture takes a minute or more
 def test_check_sign_key_on_the_nav_wheel_writes_verifiable_evidence(
-    nav_run: tuple[Result, Path], nav_wheel: Path, keys: tuple[Path, Path]
+    nav_run: tuple[Run, Path], nav_wheel: Path, keys: tuple[Path, Path]
 ) -> None:
     result, report = nav_run
     assert result.exit_code == 0, (result.stdout, result.stderr, (report / "pytest.log").read_text()[-3000:])
@@ -424,7 +403,7 @@ def test_check_sign_key_on_the_nav_wheel_writes_verifiable_evidence(
 
 @pytest.mark.timeout(600)  # the certified run in the session fixture takes a minute or more
 def test_verify_refuses_another_wheel_and_an_untrusted_key(
-    nav_run: tuple[Result, Path], nav_wheel: Path, keys: tuple[Path, Path], tmp_path: Path
+    nav_run: tuple[Run, Path], nav_wheel: Path, keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
     evidence = nav_run[1] / "evidence.dsse.json"
     other = tmp_path / nav_wheel.name
@@ -491,60 +470,6 @@ def test_a_relaxed_passing_run_is_signed_and_refused_as_not_certified(keys: tupl
     refusal = cli("verify", tmp_path / "report" / "evidence.dsse.json", "--wheel", wheel, "--trusted-key", keys[1])
     assert refusal.exit_code == 1
     assert refusal.stderr.startswith("hardpoint: error: conformance evidence not certified: module 'nav': ")
-
-
-#: Reference modules: the distributions under modules/ that declare an entry point in hardpoint.modules.
-REFERENCE_MODULES = sorted(
-    d.name for d in (REPO / "modules").iterdir() if '"hardpoint.modules"' in (d / "pyproject.toml").read_text()
-)
-
-
-#: Concurrent certified runs in the all-modules test: each run mostly waits (rate windows, discovery).
-PARALLEL_RUNS = 2
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(1500)
-def test_every_reference_module_wheel_gets_certified_evidence_that_verifies(
-    keys: tuple[Path, Path], tmp_path: Path
-) -> None:
-    """Acceptance 1, evidence part: each reference module's wheel passes certified, signed; the evidence verifies.
-
-    nav is done by the tests above; the others here, a few runs at a time (each on its own DDS domain).
-    Slow (minutes on 2 cores): ``pytest -m slow tests/conformance/test_evidence.py``.
-    """
-    assert {"nav", "radar", "eoir", "fusion", "geofence", "recorder"} <= set(REFERENCE_MODULES)
-    hardpoint = Path(sys.executable).with_name("hardpoint")
-    wheels = {name: build_reference_wheel(name, tmp_path / "build") for name in REFERENCE_MODULES if name != "nav"}
-    pending = list(wheels)
-    running: dict[str, subprocess.Popen[str]] = {}
-    problems = []
-    try:
-        while pending or running:
-            while pending and len(running) < PARALLEL_RUNS:
-                name = pending.pop(0)
-                command = [str(hardpoint), "conformance", "check", str(wheels[name]), "--certified", "--report",
-                           str(tmp_path / name), "--sign-key", str(keys[0])]  # fmt: skip
-                running[name] = subprocess.Popen(
-                    command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-                )
-            name = next(iter(running))
-            output, _ = running[name].communicate(timeout=1200)
-            returncode = running.pop(name).returncode
-            if returncode != 0:
-                problems.append(f"{name}: check exited {returncode}\n{output}")
-                continue
-            evidence = tmp_path / name / "evidence.dsse.json"
-            verified = cli("verify", evidence, "--wheel", wheels[name], "--trusted-key", keys[1])
-            if verified.exit_code != 0:
-                problems.append(f"{name}: verify exited {verified.exit_code}: {verified.stderr}")
-            elif f"module {name}: certified" not in verified.stdout:
-                problems.append(f"{name}: verify said {verified.stdout!r}")
-    finally:
-        for proc in running.values():  # only after an error above: stop the run's whole session (pytest, workers)
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=60)
-    assert not problems, "\n\n".join(problems)
 
 
 def test_a_wheel_changed_during_the_run_gets_no_evidence(
