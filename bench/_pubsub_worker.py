@@ -13,22 +13,33 @@ Contenders (``kind``):
     requires=None)`` (a tool bus), ``bus.publisher(T).publish(msg)`` with the
     default batch policy, ``bus.subscribe(T, callback)``.
 ``raw``
-    cyclonedds-python without hardpoint's Bus, the fastest honest way: an IDL
+    plain cyclonedds-python, what issue 2 calls "raw cyclonedds-python": its
+    public API only and nothing imported from hardpoint. An ``IdlStruct``
     envelope with the same members as hardpoint's (key, source, epoch, seq,
-    count, stamp_ns, interface, schema_id, payload), its payload switched to
-    ``bytes`` and encoded, written, taken and decoded with the same private-API
-    shim the SDK's transport uses (``hardpoint._dds._bytes``: a struct-built
-    XCDR1 sample written with ``dds_write`` through ctypes, ``ddspy_take``,
-    struct decoding). One DDS sample per message; reliable, keep-all, the same
-    resource limits (1024 samples) as the SDK's event class; the receiver waits
-    on a WaitSet like the SDK's dispatch thread.
-``raw_public``
-    the same envelope through cyclonedds-python's public ``DataWriter.write`` /
-    ``DataReader.take`` (the library's own serializer); optional (``--extra``).
+    count, stamp_ns, interface, schema_id, payload); the payload is declared
+    ``sequence[uint8]`` (cyclonedds-python cannot build an XTypes type object
+    for a ``bytes`` member) and read and written as ``bytes`` through the
+    library's own ``BytesMachine`` (same wire format; a list of 65536 ints
+    would be a straw man). A new envelope per message through
+    ``DataWriter.write`` (the library's serializer); the receiver waits on a
+    ``WaitSet`` and takes up to :data:`TAKE_MAX` samples at a time with
+    ``DataReader.take``.
+``raw_shim``
+    the same envelope, QoS and loops, but encoded, written, taken and decoded
+    through the private-API shim hardpoint's own transport uses
+    (``hardpoint._dds._bytes``: a struct-built XCDR1 sample written with
+    ``dds_write`` through ctypes, ``ddspy_take``, struct decoding): hardpoint's
+    transport minus the Bus, a stricter baseline than the issue's.
+
 ``zenoh``
     zenoh-python, peer mode, multicast and gossip scouting off, listening and
     connecting on ``tcp/127.0.0.1:<port>`` only; ``put`` of the serialized
     message, ``FromString`` in the subscriber callback.
+
+Both raw contenders: one DDS sample per message; hardpoint's packaged
+``loopback.xml``; reliable, keep-all, the same resource limits (1024 samples)
+as the SDK's event class; the receiver's loop runs on its own thread like the
+SDK's dispatch thread, and a ping-pong responder writes its reply from that loop.
 
 Every contender serializes the message on each publish and parses it on each
 receive; the receiver counts messages in the same callback.
@@ -51,10 +62,12 @@ from typing import Any
 import _pubsub_messages as messages
 from google.protobuf.message import Message
 
-#: Topics and keys of the raw and zenoh contenders.
-RAW_TOPIC = "bench/raw/data"
-RAW_PING = "bench/raw/ping"
-RAW_PONG = "bench/raw/pong"
+#: The raw contenders: their kinds, and their topics (``bench/<kind>/<name>``).
+RAW_KINDS = ("raw", "raw_shim")
+RAW_TOPIC = "data"
+RAW_PING = "ping"
+RAW_PONG = "pong"
+#: Keys of the zenoh contender.
 ZENOH_KEY = "bench/data"
 ZENOH_PING = "bench/ping"
 ZENOH_PONG = "bench/pong"
@@ -156,39 +169,18 @@ class Engines:
 
 
 class RawDds:
-    """A Cyclone DDS domain (hardpoint's loopback configuration) and participant, no hardpoint Bus."""
+    """A Cyclone DDS domain (hardpoint's loopback configuration) and participant, no hardpoint Bus.
+
+    The two raw contenders share the domain, participant and QoS, but each has
+    its own envelope type and topics, so neither sees the other's type machinery.
+    """
 
     def __init__(self, domain_id: int) -> None:
-        from dataclasses import dataclass as idl_dataclass
-
         from cyclonedds.core import Policy, Qos
         from cyclonedds.domain import Domain, DomainParticipant
-        from cyclonedds.idl import IdlStruct
-        from cyclonedds.idl.types import int64, sequence, uint8, uint32, uint64
         from cyclonedds.util import duration
 
-        from hardpoint._dds import _bytes
-
-        # The same members, in the same order, as hardpoint's envelope; built here so that
-        # the raw contender shares no type with the SDK.
-        members = {
-            "key": str,
-            "source": str,
-            "epoch": uint32,
-            "seq": uint64,
-            "count": uint32,
-            "stamp_ns": int64,
-            "interface": str,
-            "schema_id": str,
-            "payload": sequence[uint8],
-        }
-
-        def body(ns: dict[str, Any]) -> None:
-            ns["__annotations__"] = members
-
-        cls = idl_dataclass(types.new_class("RawEnvelope", (IdlStruct,), {"typename": "bench::RawEnvelope"}, body))
-        _bytes.use_bytes(cls, "payload")
-        self.envelope = cls
+        # The packaged file is read as data: the configuration the SDK's transport runs on.
         xml = resources.files("hardpoint._dds").joinpath("loopback.xml").read_text(encoding="utf-8")
         self.domain = Domain(domain_id, xml)
         self.participant = DomainParticipant(domain_id)
@@ -204,14 +196,29 @@ class RawDds:
             Policy.DataRepresentation(use_cdrv0_representation=True),
         )
         self.reader_qos = self.writer_qos
+        self._envelopes: dict[str, Any] = {}
         self._topics: dict[str, Any] = {}
 
-    def topic(self, name: str) -> Any:
+    def envelope(self, kind: str) -> Any:
+        """The envelope type of contender ``kind`` (``raw`` or ``raw_shim``), built on first use."""
+        if kind not in self._envelopes:
+            cls = envelope_type(f"bench::{kind.title().replace('_', '')}Envelope")
+            if kind == "raw_shim":
+                from hardpoint._dds import _bytes
+
+                _bytes.use_bytes(cls, "payload")
+            else:
+                bytes_member(cls, "payload")
+            self._envelopes[kind] = cls
+        return self._envelopes[kind]
+
+    def topic(self, kind: str, name: str) -> Any:
         from cyclonedds.topic import Topic
 
-        if name not in self._topics:
-            self._topics[name] = Topic(self.participant, name, self.envelope)
-        return self._topics[name]
+        full = f"bench/{kind}/{name}"
+        if full not in self._topics:
+            self._topics[full] = Topic(self.participant, full, self.envelope(kind))
+        return self._topics[full]
 
     def close(self) -> None:
         for t in self._topics.values():
@@ -220,112 +227,153 @@ class RawDds:
         self.domain.__del__()
 
 
+def envelope_type(typename: str) -> Any:
+    """An ``IdlStruct`` with the same members, in the same order, as hardpoint's envelope (no type shared with it)."""
+    from dataclasses import dataclass as idl_dataclass
+
+    from cyclonedds.idl import IdlStruct
+    from cyclonedds.idl.types import int64, sequence, uint8, uint32, uint64
+
+    members = {
+        "key": str,
+        "source": str,
+        "epoch": uint32,
+        "seq": uint64,
+        "count": uint32,
+        "stamp_ns": int64,
+        "interface": str,
+        "schema_id": str,
+        # Declared as a sequence because the library cannot build a type object for ``bytes``.
+        "payload": sequence[uint8],
+    }
+
+    def body(ns: dict[str, Any]) -> None:
+        ns["__annotations__"] = members
+
+    name = typename.rsplit("::", maxsplit=1)[-1]
+    return idl_dataclass(types.new_class(name, (IdlStruct,), {"typename": typename}, body))
+
+
+def bytes_member(cls: Any, member: str) -> None:
+    """Make ``member`` of ``cls`` (declared ``sequence[uint8]``) read and write ``bytes``.
+
+    The plain contender's way of doing what a cyclonedds-python user does for a
+    binary payload: the library's own ``BytesMachine`` (what it uses for a
+    ``bytes`` member; the same wire format as ``sequence<uint8>``) replaces the
+    member's machine in both of the type's serializers. The type object still
+    says ``sequence<uint8>``.
+    """
+    from cyclonedds.idl._machinery import BytesMachine, PlainCdrV2SequenceOfPrimitiveMachine
+
+    idl = cls.__idl__
+    idl.populate()
+    for machine in (idl.v1_machine, idl.v2_machine):
+        current = machine.members_machines[member]
+        if not isinstance(current, PlainCdrV2SequenceOfPrimitiveMachine) or current.code != "B":
+            raise RuntimeError(f"cyclonedds changed: {cls.__name__}.{member} is not serialized as sequence<uint8>")
+        machine.members_machines[member] = BytesMachine(current.max_length)
+
+
 # -- raw contender building blocks ---------------------------------------------------
+
+#: The envelope fields every raw message carries besides seq, stamp and payload.
+RAW_SOURCE = "bench-raw"
+RAW_INTERFACE = "bench.Raw"
+RAW_SCHEMA_ID = "0123456789abcdef"
 
 
 class RawWriter:
-    """Writes one message per DDS sample (``public``: through ``DataWriter.write``)."""
+    """Writes one message per DDS sample on topic ``bench/<kind>/<name>``."""
 
-    def __init__(self, raw: RawDds, topic: str, *, public: bool = False) -> None:
+    def __init__(self, raw: RawDds, kind: str, name: str) -> None:
         from cyclonedds.pub import DataWriter
 
-        from hardpoint._dds import _bytes
-
-        self._entity = DataWriter(raw.participant, raw.topic(topic), raw.writer_qos)
-        ref = self._entity._ref
-        encode = _bytes.EnvelopeEncoder(
-            source="bench-raw", epoch=os.getpid(), interface="bench.Raw", schema_id="0123456789abcdef"
-        ).encode
-        write = _bytes.write
-        time_ns = time.time_ns
-        seq = 0
-
-        def publish(msg: Message) -> None:
-            nonlocal seq
-            seq += 1
-            rc = write(ref, encode("", seq, 1, time_ns(), msg.SerializeToString()))
-            if rc < 0:
-                raise RuntimeError(f"dds_write failed: {rc}")
-
-        env = raw.envelope
-        entity = self._entity
-
-        def publish_public(msg: Message) -> None:
-            nonlocal seq
-            seq += 1
-            entity.write(
-                env(
-                    key="",
-                    source="bench-raw",
-                    epoch=os.getpid(),
-                    seq=seq,
-                    count=1,
-                    stamp_ns=time_ns(),
-                    interface="bench.Raw",
-                    schema_id="0123456789abcdef",
-                    payload=msg.SerializeToString(),
-                )
-            )
-
-        self.publish: Callable[[Message], None] = publish_public if public else publish
+        self._entity = DataWriter(raw.participant, raw.topic(kind, name), raw.writer_qos)
+        if kind == "raw":
+            self.publish = plain_publisher(self._entity, raw.envelope(kind))
+        elif kind == "raw_shim":
+            self.publish = shim_publisher(self._entity)
+        else:
+            raise ValueError(kind)
 
     def close(self) -> None:
         self._entity.__del__()
 
 
-class RawReader:
-    """Takes samples on a WaitSet, decodes the envelope, parses the payload, calls ``on_msg``.
+def plain_publisher(writer: Any, envelope: Any) -> Callable[[Message], None]:
+    """cyclonedds-python's public API: a new envelope per message, ``DataWriter.write``."""
+    write = writer.write
+    time_ns = time.time_ns
+    epoch = os.getpid()
+    seq = 0
 
-    ``thread=True`` runs the loop on its own thread (like the SDK's dispatch
-    thread); otherwise :meth:`poll` is called by the owner.
+    def publish(msg: Message) -> None:
+        nonlocal seq
+        seq += 1
+        write(
+            envelope(
+                key="",
+                source=RAW_SOURCE,
+                epoch=epoch,
+                seq=seq,
+                count=1,
+                stamp_ns=time_ns(),
+                interface=RAW_INTERFACE,
+                schema_id=RAW_SCHEMA_ID,
+                payload=msg.SerializeToString(),
+            )
+        )
+
+    return publish
+
+
+def shim_publisher(writer: Any) -> Callable[[Message], None]:
+    """hardpoint's private shim: a struct-built XCDR1 sample, ``dds_write`` through ctypes."""
+    from hardpoint._dds import _bytes
+
+    ref = writer._ref
+    encode = _bytes.EnvelopeEncoder(
+        source=RAW_SOURCE, epoch=os.getpid(), interface=RAW_INTERFACE, schema_id=RAW_SCHEMA_ID
+    ).encode
+    write = _bytes.write
+    time_ns = time.time_ns
+    seq = 0
+
+    def publish(msg: Message) -> None:
+        nonlocal seq
+        seq += 1
+        rc = write(ref, encode("", seq, 1, time_ns(), msg.SerializeToString()))
+        if rc < 0:
+            raise RuntimeError(f"dds_write failed: {rc}")
+
+    return publish
+
+
+class RawReader:
+    """Waits on a WaitSet, takes up to :data:`TAKE_MAX` samples, parses each payload, calls ``on_msg``.
+
+    :meth:`start` runs the loop on its own thread (like the SDK's dispatch thread).
     """
 
     def __init__(
-        self,
-        raw: RawDds,
-        topic: str,
-        msg_type: type[Message],
-        on_msg: Callable[[Message], None],
-        *,
-        public: bool = False,
+        self, raw: RawDds, kind: str, name: str, msg_type: type[Message], on_msg: Callable[[Message], None]
     ) -> None:
         from cyclonedds.core import InstanceState, ReadCondition, SampleState, ViewState, WaitSet
         from cyclonedds.sub import DataReader
 
-        from hardpoint._dds import _bytes
-
-        self._entity = DataReader(raw.participant, raw.topic(topic), raw.reader_qos)
+        self._entity = DataReader(raw.participant, raw.topic(kind, name), raw.reader_qos)
         self._waitset = WaitSet(raw.participant)
         self._condition = ReadCondition(self._entity, SampleState.Any | ViewState.Any | InstanceState.Any)
         self._waitset.attach(self._condition)
         self._stop = False
         self._thread: threading.Thread | None = None
-        ref = self._entity._ref
-        take = _bytes.take
-        parse = msg_type.FromString
-        decode = _bytes.make_decoder(tuple, raw.envelope.deserialize)
-        entity = self._entity
-
-        def drain() -> None:
-            while True:
-                taken = take(ref, TAKE_MAX)
-                if isinstance(taken, int):
-                    raise RuntimeError(f"dds_take failed: {taken}")
-                for data, info in taken:
-                    if info.valid_data:
-                        on_msg(parse(decode(data)[8]))
-                if len(taken) < TAKE_MAX:
-                    return
-
-        def drain_public() -> None:
-            while True:
-                samples = entity.take(TAKE_MAX)
-                for s in samples:
-                    on_msg(parse(s.payload))
-                if len(samples) < TAKE_MAX:
-                    return
-
-        self.drain = drain_public if public else drain
+        self._failure: BaseException | None = None
+        if kind == "raw":
+            self.drain = plain_drainer(self._entity, msg_type, on_msg)
+        elif kind == "raw_shim":
+            self.drain = shim_drainer(self._entity, raw.envelope(kind), msg_type, on_msg)
+        else:
+            raise ValueError(kind)
 
     def poll(self, timeout_ns: int) -> None:
         self._waitset.wait(timeout_ns)
@@ -333,8 +381,11 @@ class RawReader:
 
     def start(self) -> None:
         def run() -> None:
-            while not self._stop:
-                self.poll(100_000_000)
+            try:
+                while not self._stop:
+                    self.poll(100_000_000)
+            except BaseException as e:  # reported by close(), so that the task fails instead of counting short
+                self._failure = e
 
         self._thread = threading.Thread(target=run, name="raw-reader", daemon=True)
         self._thread.start()
@@ -347,6 +398,53 @@ class RawReader:
         self._condition.__del__()
         self._waitset.__del__()
         self._entity.__del__()
+        if self._failure is not None:
+            raise RuntimeError("the raw reader's receive loop failed") from self._failure
+
+
+def plain_drainer(reader: Any, msg_type: type[Message], on_msg: Callable[[Message], None]) -> Callable[[], None]:
+    """cyclonedds-python's public API: ``DataReader.take(N)``, deserialized envelopes.
+
+    A take also returns the key-only ``InvalidSample`` that says a writer went away; it carries no message.
+    """
+    take = reader.take
+    parse = msg_type.FromString
+
+    def drain() -> None:
+        while True:
+            samples = take(TAKE_MAX)
+            for s in samples:
+                if s.sample_info.valid_data:
+                    on_msg(parse(s.payload))
+            if len(samples) < TAKE_MAX:
+                return
+
+    return drain
+
+
+def shim_drainer(
+    reader: Any, envelope: Any, msg_type: type[Message], on_msg: Callable[[Message], None]
+) -> Callable[[], None]:
+    """hardpoint's private shim: ``ddspy_take`` and its struct decoder."""
+    from hardpoint._dds import _bytes
+
+    ref = reader._ref
+    take = _bytes.take
+    parse = msg_type.FromString
+    decode = _bytes.make_decoder(tuple, envelope.deserialize)
+
+    def drain() -> None:
+        while True:
+            taken = take(ref, TAKE_MAX)
+            if isinstance(taken, int):
+                raise RuntimeError(f"dds_take failed: {taken}")
+            for data, info in taken:
+                if info.valid_data:
+                    on_msg(parse(decode(data)[8]))
+            if len(taken) < TAKE_MAX:
+                return
+
+    return drain
 
 
 # -- throughput ----------------------------------------------------------------------
@@ -366,8 +464,8 @@ def open_receiver(eng: Engines, kind: str, payload: messages.Payload) -> Receive
         depth = eng.cfg.get("stream_history") if kind == "sdk_stream" else None
         sub = bus.subscribe(payload.type, counter.on_msg, history_depth=depth)
         return Receiver(counter, bus.close, sub.counters.as_dict)
-    if kind in ("raw", "raw_public"):
-        reader = RawReader(eng.raw, RAW_TOPIC, payload.type, counter.on_msg, public=kind == "raw_public")
+    if kind in RAW_KINDS:
+        reader = RawReader(eng.raw, kind, RAW_TOPIC, payload.type, counter.on_msg)
         reader.start()
         return Receiver(counter, reader.close)
     if kind == "zenoh":
@@ -394,8 +492,8 @@ def open_sender(eng: Engines, kind: str, payload: messages.Payload) -> Sender:
         bus = eng.bus()
         pub = bus.publisher(payload.type)
         return Sender(pub.publish, bus.flush, bus.close)
-    if kind in ("raw", "raw_public"):
-        writer = RawWriter(eng.raw, RAW_TOPIC, public=kind == "raw_public")
+    if kind in RAW_KINDS:
+        writer = RawWriter(eng.raw, kind, RAW_TOPIC)
         return Sender(writer.publish, lambda: None, writer.close)
     if kind == "zenoh":
         zpub = eng.zenoh.declare_publisher(ZENOH_KEY)
@@ -491,14 +589,15 @@ def open_responder(eng: Engines, kind: str, size: int) -> Callable[[], None]:
 
         bus.subscribe(ping.type, echo)
         return bus.close
-    if kind == "raw":
-        writer = RawWriter(eng.raw, RAW_PONG)
+    if kind in RAW_KINDS:
+        # The reply is written from the reader's receive loop, as the SDK's dispatch thread does.
+        writer = RawWriter(eng.raw, kind, RAW_PONG)
         wpublish = writer.publish
 
         def echo_raw(_msg: Message) -> None:
             wpublish(pong)
 
-        reader = RawReader(eng.raw, RAW_PING, ping.type, echo_raw)
+        reader = RawReader(eng.raw, kind, RAW_PING, ping.type, echo_raw)
         reader.start()
 
         def close() -> None:
@@ -597,10 +696,10 @@ def ping_pong(eng: Engines, kind: str, size: int, total: int, timeout: float) ->
             return state.run(timeout)
         finally:
             bus.close()
-    if kind == "raw":
-        writer = RawWriter(eng.raw, RAW_PING)
+    if kind in RAW_KINDS:
+        writer = RawWriter(eng.raw, kind, RAW_PING)
         state = PingState(writer.publish, ping, total)
-        reader = RawReader(eng.raw, RAW_PONG, pong_type, state.on_pong)
+        reader = RawReader(eng.raw, kind, RAW_PONG, pong_type, state.on_pong)
         reader.start()
         try:
             return state.run(timeout)
