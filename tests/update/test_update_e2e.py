@@ -396,8 +396,7 @@ def test_refused_updates_name_cause_module_and_role_and_history_lists_them(platf
     release.publish("1.0", extra_provides=(FUSED,))
     platform.start()
     ok(update(platform, "apply", "beacon"))
-    # geofence was blocked at start (nothing provided FusedTrack yet); the operator resolves again.
-    ok(hardpoint("--socket", platform.socket, "reload", cwd=platform.root))
+    # geofence was blocked at start (nothing provided FusedTrack): the committed install starts it (UPD-RESOLVE-001).
     running = platform.wait_active(["beacon", "geofence"], timeout=60)
     pid = running["beacon"]["pid"]
 

@@ -18,7 +18,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +67,8 @@ class _Module:
     entry: Any = None  # the ModuleEntry from the configuration
     dist: Any = None  # ModuleDistribution
     unmet: tuple[UnmetRequirement, ...] = ()
+    #: Why no version of it is selected ("" when one is): the resolver's ``reason_missing``.
+    missing: str = ""
     state: str = "not_started"
     target: str = "active"
     health: str = "unknown"
@@ -199,7 +201,7 @@ class Daemon:
                     m.provides, m.requires = manifest.provides, manifest.requires
                 else:
                     why = f"module {entry.name!r} {dist.version} does not load: {found.get('error', 'unknown error')}"
-            m.dist = dist
+            m.dist, m.missing = dist, why
             self.modules[entry.name] = m
             # With [update], a module not installed yet waits for its first install instead of
             # stopping the platform (and an interrupted first install leaves it waiting: pin "").
@@ -633,10 +635,55 @@ class Daemon:
                     requires=m.requires,
                 )  # fmt: skip
             candidates.append(
-                Candidate(name=name, node=m.node, manifest=manifest, reason_missing=m.reason, awaiting_install=True)
+                Candidate(name=name, node=m.node, manifest=manifest, reason_missing=m.missing, awaiting_install=True)
             )
         interfaces = {n: InterfaceInfo(name=n, single_writer=s.single_writer) for n, s in all_interfaces().items()}
         return candidates, interfaces
+
+    def resolve_after_update(self, after: str) -> list[str]:
+        """Resolve again from the running records and start the blocked modules that can run now (UPD-RESOLVE-001).
+
+        Called by the updater once a switch is committed (an update, or an operator rollback). Nothing
+        running is stopped or restarted (UPD-RESOLVE-003); see :func:`hardpoint_runtime._updater.reresolve`.
+
+        :param after: what was committed, for the events (``update of module 'nav' 1.0 -> 1.1 committed``).
+        :returns: the modules started, in the order they were driven up.
+        """
+        from hardpoint_runtime._resolve import resolve
+        from hardpoint_runtime._updater import reresolve
+
+        candidates, interfaces = self.resolution_inputs()
+        waiting = [
+            n for n, m in self.modules.items()
+            if m.local and m.unmet and m.process is None and m.restart_at is None and not m.failed
+        ]  # fmt: skip
+        running = [n for n, m in self.modules.items() if m.process is not None or m.restart_at is not None]
+        plan = reresolve(resolve(candidates, interfaces), waiting=waiting, running=running)
+        self.platform_errors = list(plan.errors)
+        if plan.errors:
+            self.event(
+                "platform_invalid", severity="warning", detail={"after": after, "errors": "; ".join(plan.errors)}
+            )
+        for name, unmets in plan.blocked.items():
+            self._still_blocked(self.modules[name], unmets, after)
+        for name, unmets in plan.unmet_running.items():
+            reason = "; ".join(str(u) for u in unmets)
+            self.event("module_unmet", module=name, severity="warning", detail={"reason": reason, "after": after})
+        started = [self.modules[name] for name in plan.start]
+        for m in started:
+            was, m.unmet, m.reason = m.reason, (), ""
+            self.event("module_unblocked", module=m.name, detail={"after": after, "was": was})
+        self._start_modules(started)  # in parallel, driven up in dependency order, as at start-up
+        return [m.name for m in started]
+
+    def _still_blocked(self, m: _Module, unmets: Sequence[Any], after: str) -> None:
+        """Keep ``m`` blocked; when the reason changed with the update, record and report the new one."""
+        reason = "; ".join(str(u) for u in unmets)
+        if reason == m.reason:
+            return
+        m.unmet = tuple(UnmetRequirement(u.interface, u.major, u.reason) for u in unmets)
+        m.reason = reason
+        self.event("module_blocked", module=m.name, severity="warning", detail={"reason": reason, "after": after})
 
     def _update(self) -> Any:
         if self._updater is None:

@@ -18,7 +18,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -30,6 +30,7 @@ from hardpoint_runtime.update._journal import JournalEntry, recover
 if TYPE_CHECKING:
     from hardpoint_runtime._config import UpdateSection
     from hardpoint_runtime._daemon import Daemon
+    from hardpoint_runtime._resolve import Resolution, Unmet
     from hardpoint_runtime._store import StateStore
     from hardpoint_runtime.update._client import UpdateClient
 
@@ -37,11 +38,13 @@ __all__ = [
     "CRASH_ENV",
     "MID_INSTALL",
     "GateView",
+    "Reresolution",
     "Updater",
     "check_evidence",
     "gate_verdict",
     "probation_verdict",
     "recover_on_start",
+    "reresolve",
     "silence_allowed_s",
     "to_record",
 ]
@@ -140,6 +143,36 @@ def probation_verdict(  # noqa: PLR0911 - one exit per rollback cause
                 f"{who} stopped publishing {name}: silent for {silence:.1f} s (allowed {allowed:g} s)",
             )
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Reresolution:
+    """What the daemon does after a committed update (UPD-RESOLVE-001..003); see :func:`reresolve`."""
+
+    #: Blocked modules that can start now, providers before consumers.
+    start: tuple[str, ...] = ()
+    #: Blocked modules that stay blocked, with their reasons as they are now.
+    blocked: Mapping[str, tuple[Unmet, ...]] = field(default_factory=dict)
+    #: Running modules whose requirement is no longer met: they keep running and are reported.
+    unmet_running: Mapping[str, tuple[Unmet, ...]] = field(default_factory=dict)
+    #: Platform-level errors of the new resolution; while there is one nothing is started.
+    errors: tuple[str, ...] = ()
+
+
+def reresolve(resolution: Resolution, *, waiting: Collection[str], running: Collection[str]) -> Reresolution:
+    """Which blocked modules a committed update lets start (UPD-RESOLVE-001), and what to report.
+
+    :param resolution: the platform resolved again with the module's new manifest.
+    :param waiting: the modules this daemon left blocked and would start (local, no process, not failed).
+    :param running: the modules this daemon supervises now (a process, or a restart pending); never stopped.
+    """
+    blocked = {n: tuple(u) for n, u in resolution.blocked.items() if n in waiting}
+    unmet_running = {n: tuple(u) for n, u in resolution.blocked.items() if n in running}
+    if resolution.errors:
+        # The same rule as at start (RT-RES-012): an invalid platform starts nothing.
+        return Reresolution(blocked=blocked, unmet_running=unmet_running, errors=tuple(resolution.errors))
+    start = tuple(n for n in resolution.start_order if n in waiting)
+    return Reresolution(start=start, blocked=blocked, unmet_running=unmet_running)
 
 
 def to_record(entry: JournalEntry) -> UpdateRecord:
@@ -429,6 +462,8 @@ class Updater:
             try:
                 cand, lib = self._fetch_and_install(entry, module, from_version, version, report)
                 self._activate(entry, module, from_version, cand.version, cand.manifest, lib, report)
+                # Only a committed update gets here: a refused or rolled-back one unblocks nothing.
+                self._reresolve(f"update of module {module!r} {from_version or '(none)'} -> {cand.version} committed")
             except _Refused as e:
                 done = self.store.journal_finish(entry.id, "refused", cause=e.cause, role=e.role, reason=e.reason)
                 self.daemon.event(
@@ -477,7 +512,15 @@ class Updater:
                     reason=f"operator returned module {module!r} from {current} to {previous}",
                 )  # fmt: skip
                 self.daemon.event("update_rolled_back", module=module, detail={"cause": "operator", "to": previous})
+                self._reresolve(f"operator rollback of module {module!r} {current} -> {previous}")
             return to_record(done)
+
+    def _reresolve(self, after: str) -> None:
+        """Resolve the platform again after a committed switch and start what can run now (UPD-RESOLVE-001)."""
+        try:
+            self.daemon.resolve_after_update(after)
+        except Exception:  # the update is committed: a failure here must not turn it into an error
+            _log.exception("resolving the platform again after the %s failed (hardpoint reload retries)", after)
 
     def _installed_manifest(self, module: str, version: str, lib: Path) -> dict[str, Any]:
         from hardpoint_runtime._inspect import inspect_modules
