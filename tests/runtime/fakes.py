@@ -7,11 +7,13 @@ does) and keeps an event log that tests can append to while a follower waits.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hardpoint_runtime._control import (
     EventRecord,
@@ -20,9 +22,23 @@ from hardpoint_runtime._control import (
     PlatformHealth,
     TopicInfo,
     UnmetRequirement,
+    UpdateOffer,
+    UpdateProgress,
+    UpdateRecord,
 )
 
-__all__ = ["FakeControl", "TlsSet", "make_tls", "sample_modules", "wait_until"]
+if TYPE_CHECKING:
+    from hardpoint_runtime._management import ManagementServer
+
+__all__ = [
+    "FakeControl",
+    "FakeUpdateControl",
+    "TlsSet",
+    "make_tls",
+    "management_server",
+    "sample_modules",
+    "wait_until",
+]
 
 _TRANSITIONS = {
     ("unconfigured", "configure"): "inactive",
@@ -230,6 +246,96 @@ class FakeControl(PlatformControl):
         if isinstance(self.reload_result, Exception):
             raise self.reload_result
         return list(self.reload_result)
+
+
+class FakeUpdateControl(FakeControl):
+    """:class:`FakeControl` plus a scripted update side, for the update RPCs and ``hardpoint update``.
+
+    What each ``update_*`` call returns is an attribute the test sets; an ``Exception`` instance
+    there is raised instead. Calls for a module the platform does not have raise ``KeyError``.
+    """
+
+    def __init__(
+        self,
+        modules: list[ModuleStatus] | None = None,
+        *,
+        offers: list[UpdateOffer],
+        script: list[UpdateProgress],
+        apply_result: UpdateRecord,
+        history: list[UpdateRecord],
+        status: list[UpdateRecord],
+        rollback_result: UpdateRecord,
+    ) -> None:
+        super().__init__(modules)
+        self.offers: list[UpdateOffer] | Exception = offers
+        #: Progress reports update_apply sends, in order; then it returns ``apply_result`` (or raises it).
+        self.script = script
+        self.apply_result: UpdateRecord | Exception = apply_result
+        #: When set, update_apply waits for it after the first report (to test a client leaving mid-update).
+        self.hold: threading.Event | None = None
+        #: ``(module, version)`` of every update_apply call, in order.
+        self.applied: list[tuple[str, str | None]] = []
+        #: Set when an update_apply call ends (returned or raised).
+        self.finished = threading.Event()
+        self.history = history
+        #: ``(module, limit)`` of every update_history call.
+        self.history_calls: list[tuple[str | None, int]] = []
+        self.status = status
+        self.rollback_result: UpdateRecord | Exception = rollback_result
+
+    def _known(self, module: str) -> None:
+        with self._lock:
+            if module not in self.modules:
+                raise KeyError(module)
+
+    def update_check(self) -> list[UpdateOffer]:
+        if isinstance(self.offers, Exception):
+            raise self.offers
+        return list(self.offers)
+
+    def update_apply(
+        self, module: str, version: str | None = None, *, progress: Callable[[UpdateProgress], None] | None = None
+    ) -> UpdateRecord:
+        with self._lock:
+            self.applied.append((module, version))
+        try:
+            self._known(module)
+            for i, report in enumerate(self.script):
+                if progress is not None:
+                    progress(report)
+                if i == 0 and self.hold is not None:
+                    assert self.hold.wait(60), "the test never released the update"
+            if isinstance(self.apply_result, Exception):
+                raise self.apply_result
+            return self.apply_result
+        finally:
+            self.finished.set()
+
+    def update_status(self) -> list[UpdateRecord]:
+        return list(self.status)
+
+    def update_history(self, module: str | None = None, limit: int = 100) -> list[UpdateRecord]:
+        with self._lock:
+            self.history_calls.append((module, limit))
+        return [r for r in self.history if module is None or r.module == module][:limit]
+
+    def update_rollback(self, module: str) -> UpdateRecord:
+        self._known(module)
+        if isinstance(self.rollback_result, Exception):
+            raise self.rollback_result
+        return self.rollback_result
+
+
+@contextlib.contextmanager
+def management_server(control: PlatformControl, directory: Path) -> Iterator[ManagementServer]:
+    """The real management gRPC server over ``control`` on a Unix socket in ``directory``, stopped on exit."""
+    from hardpoint_runtime._management import serve
+
+    server = serve(control, socket_path=directory / "hardpointd.sock")
+    try:
+        yield server
+    finally:
+        server.stop(1.0).wait()
 
 
 # --------------------------------------------------------------------------- throwaway TLS material

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import grpc
 import pytest
-from fakes import FakeControl, wait_until
+from fakes import FakeUpdateControl, management_server, wait_until
 
 from hardpoint.management.v1 import management_pb2 as pb
 from hardpoint.management.v1 import management_pb2_grpc as pb_grpc
@@ -25,7 +25,6 @@ from hardpoint_runtime._management import (
     progress_to_pb,
     record_from_pb,
     record_to_pb,
-    serve,
 )
 from hardpoint_runtime.update import MetadataExpiredError
 
@@ -52,84 +51,32 @@ def record(id: int = 1, module: str = "nav-gnss", **changes: object) -> UpdateRe
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
-class UpdateControl(FakeControl):
-    """The fake platform plus a scripted update side."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.offers: list[UpdateOffer] | Exception = [
+@pytest.fixture
+def control() -> FakeUpdateControl:
+    """The sample platform with ``nav-gnss`` 1.3.0 on offer and a committed update scripted."""
+    return FakeUpdateControl(
+        offers=[
             UpdateOffer("tracker", "0.9.1", "0.9.1", "globex", "globex/tracker/t-0.9.1.whl", 10, "current"),
             UpdateOffer("nav-gnss", "1.2.0", "1.3.0", "acme", "acme/nav-gnss/n-1.3.0.whl", 4096, "available"),
-        ]
-        #: Progress reports update_apply sends, in order; then it returns ``apply_result`` (or raises it).
-        self.script: list[UpdateProgress] = [
+        ],
+        script=[
             UpdateProgress("nav-gnss", "requested", 0, 0),
             UpdateProgress("nav-gnss", "downloaded", 2048, 4096),
             UpdateProgress("nav-gnss", "downloaded", 4096, 4096),
             UpdateProgress("nav-gnss", "staged", 1, 5, "waiting for the gate"),
             UpdateProgress("nav-gnss", "committed", 0, 0),
-        ]
-        self.apply_result: UpdateRecord | Exception = record()
-        #: When set, update_apply waits for it after the first report (to test a client leaving mid-update).
-        self.hold: threading.Event | None = None
-        self.applied: list[tuple[str, str | None]] = []
-        self.finished = threading.Event()
-        self.history: list[UpdateRecord] = [
-            record(3, outcome="refused", step="refused", cause="X"),
-            record(2),
-            record(1),
-        ]
-        self.history_calls: list[tuple[str | None, int]] = []
-        self.rollback_result: UpdateRecord | Exception = record(4, step="committed", cause="operator")
-
-    def update_check(self) -> list[UpdateOffer]:
-        if isinstance(self.offers, Exception):
-            raise self.offers
-        return list(self.offers)
-
-    def update_apply(
-        self, module: str, version: str | None = None, *, progress: Callable[[UpdateProgress], None] | None = None
-    ) -> UpdateRecord:
-        self.applied.append((module, version))
-        try:
-            if module not in self.modules:
-                raise KeyError(module)
-            for i, report in enumerate(self.script):
-                if progress is not None:
-                    progress(report)
-                if i == 0 and self.hold is not None:
-                    assert self.hold.wait(10), "the test never released the update"
-            if isinstance(self.apply_result, Exception):
-                raise self.apply_result
-            return self.apply_result
-        finally:
-            self.finished.set()
-
-    def update_status(self) -> list[UpdateRecord]:
-        return [record(9, outcome="in_progress", step="staged", finished_ns=0)]
-
-    def update_history(self, module: str | None = None, limit: int = 100) -> list[UpdateRecord]:
-        self.history_calls.append((module, limit))
-        return [r for r in self.history if module is None or r.module == module][:limit]
-
-    def update_rollback(self, module: str) -> UpdateRecord:
-        if module not in self.modules:
-            raise KeyError(module)
-        if isinstance(self.rollback_result, Exception):
-            raise self.rollback_result
-        return self.rollback_result
+        ],
+        apply_result=record(),
+        history=[record(3, outcome="refused", step="refused", cause="X"), record(2), record(1)],
+        status=[record(9, outcome="in_progress", step="staged", finished_ns=0)],
+        rollback_result=record(4, step="committed", cause="operator"),
+    )
 
 
 @pytest.fixture
-def control() -> UpdateControl:
-    return UpdateControl()
-
-
-@pytest.fixture
-def server(control: UpdateControl, tmp_path: Path) -> Iterator[ManagementServer]:
-    srv = serve(control, socket_path=tmp_path / "hardpointd.sock")
-    yield srv
-    srv.stop(1.0).wait()
+def server(control: FakeUpdateControl, tmp_path: Path) -> Iterator[ManagementServer]:
+    with management_server(control, tmp_path) as srv:
+        yield srv
 
 
 @pytest.fixture
@@ -184,7 +131,7 @@ def test_check_lists_offers_sorted_by_module(client: ManagementClient) -> None:
 
 
 def test_an_untrusted_repository_is_failed_precondition_naming_cause_and_role(
-    client: ManagementClient, control: UpdateControl, server: ManagementServer
+    client: ManagementClient, control: FakeUpdateControl, server: ManagementServer
 ) -> None:
     """UPD-API-004."""
     control.offers = MetadataExpiredError("timestamp expired at 2020-01-01", role="timestamp")
@@ -202,7 +149,7 @@ def test_an_untrusted_repository_is_failed_precondition_naming_cause_and_role(
 
 
 def test_apply_streams_every_progress_report_in_order_then_the_record(
-    client: ManagementClient, control: UpdateControl
+    client: ManagementClient, control: FakeUpdateControl
 ) -> None:
     """UPD-API-002."""
     seen: list[UpdateProgress] = []
@@ -212,13 +159,13 @@ def test_apply_streams_every_progress_report_in_order_then_the_record(
     assert control.applied == [("nav-gnss", "1.3.0")]
 
 
-def test_apply_without_a_version_asks_for_the_newest(client: ManagementClient, control: UpdateControl) -> None:
+def test_apply_without_a_version_asks_for_the_newest(client: ManagementClient, control: FakeUpdateControl) -> None:
     """UPD-API-002."""
     client.apply_update("nav-gnss")
     assert control.applied == [("nav-gnss", None)]
 
 
-def test_a_refused_update_is_a_record_not_an_error(client: ManagementClient, control: UpdateControl) -> None:
+def test_a_refused_update_is_a_record_not_an_error(client: ManagementClient, control: FakeUpdateControl) -> None:
     """UPD-API-002."""
     refused = record(outcome="refused", step="refused", cause="IntegrityError", role="acme",
                      reason="hash or length mismatch: target 'acme/nav-gnss/n-1.3.0.whl', role 'acme'")  # fmt: skip
@@ -234,7 +181,9 @@ def test_apply_of_an_unknown_module_is_not_found(client: ManagementClient) -> No
     assert "ghost" in str(caught.value)
 
 
-def test_apply_refused_by_the_control_is_failed_precondition(client: ManagementClient, control: UpdateControl) -> None:
+def test_apply_refused_by_the_control_is_failed_precondition(
+    client: ManagementClient, control: FakeUpdateControl
+) -> None:
     """UPD-API-004."""
     control.apply_result = ValueError("an update of 'nav-gnss' is already in progress (journal #7)")
     with pytest.raises(ManagementError) as caught:
@@ -245,7 +194,7 @@ def test_apply_refused_by_the_control_is_failed_precondition(client: ManagementC
 
 @pytest.mark.parametrize(("module", "version", "needle"), [("", "", "module name"), ("nav-gnss", "1.x!", "PEP 440")])
 def test_apply_with_a_bad_request_is_invalid_argument(
-    client: ManagementClient, control: UpdateControl, module: str, version: str, needle: str
+    client: ManagementClient, control: FakeUpdateControl, module: str, version: str, needle: str
 ) -> None:
     """UPD-API-004."""
     with pytest.raises(ManagementError) as caught:
@@ -255,7 +204,9 @@ def test_apply_with_a_bad_request_is_invalid_argument(
     assert control.applied == []
 
 
-def test_a_client_leaving_mid_update_does_not_stop_the_update(server: ManagementServer, control: UpdateControl) -> None:
+def test_a_client_leaving_mid_update_does_not_stop_the_update(
+    server: ManagementServer, control: FakeUpdateControl
+) -> None:
     """UPD-API-003."""
     control.hold = threading.Event()
     with grpc.insecure_channel(server.unix_target) as channel:
@@ -268,7 +219,7 @@ def test_a_client_leaving_mid_update_does_not_stop_the_update(server: Management
     wait_until(control.finished.is_set, "the update to finish after its client left")
 
 
-def test_status_history_and_rollback(client: ManagementClient, control: UpdateControl) -> None:
+def test_status_history_and_rollback(client: ManagementClient, control: FakeUpdateControl) -> None:
     """UPD-API-005."""
     (running,) = client.update_status()
     assert (running.outcome, running.step, running.finished_ns) == ("in_progress", "staged", 0)
@@ -279,7 +230,7 @@ def test_status_history_and_rollback(client: ManagementClient, control: UpdateCo
     assert client.rollback_update("nav-gnss").cause == "operator"
 
 
-def test_rollback_errors_map_onto_status_codes(client: ManagementClient, control: UpdateControl) -> None:
+def test_rollback_errors_map_onto_status_codes(client: ManagementClient, control: FakeUpdateControl) -> None:
     """UPD-API-004."""
     with pytest.raises(ManagementError) as unknown:
         client.rollback_update("ghost")

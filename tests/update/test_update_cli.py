@@ -21,11 +21,14 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner, Result
 
-from hardpoint_runtime._control import ModuleStatus, PlatformControl, UpdateOffer, UpdateProgress, UpdateRecord
-from hardpoint_runtime._management import ManagementServer, serve
+from hardpoint_runtime._control import UpdateOffer, UpdateProgress, UpdateRecord
+from hardpoint_runtime._management import ManagementServer
 from hardpoint_runtime._update_cli import _ProgressView
 from hardpoint_runtime.cli import app
 from hardpoint_runtime.update import MetadataExpiredError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))  # the shared fake of tests/runtime
+from fakes import FakeUpdateControl, management_server, sample_modules
 
 TARGET = "acme/beacon/hp_mk_beacon-1.1-py3-none-any.whl"
 COMMITTED = UpdateRecord(
@@ -76,71 +79,42 @@ PROGRESS = [
 ]
 
 
-class UpdateFake(PlatformControl):
+#: The platform's one module (the sample provider of the shared fake, renamed).
+BEACON = replace(sample_modules()[0], name="beacon", version="1.0")
+
+
+@pytest.fixture
+def fake() -> FakeUpdateControl:
     """A platform with one module, ``beacon``, and a scripted update side."""
-
-    def __init__(self) -> None:
-        self.result: UpdateRecord = COMMITTED
-        self.history: list[UpdateRecord] = [ROLLED_BACK, REFUSED, COMMITTED]
-        self.offers: list[UpdateOffer] | Exception = [
+    return FakeUpdateControl(
+        [BEACON],
+        offers=[
             UpdateOffer("beacon", "1.0", "1.1", "acme", TARGET, 6000, "available"),
-            UpdateOffer("radar", "2.0", "", "globex", "", 0, "refused",
-                        "unmet requirement: radar 2.1 drops hardpoint.track.v1.SensorTrack, required by fusion"),
-        ]  # fmt: skip
-        self.rollback_error: Exception | None = None
-        self.applied: list[tuple[str, str | None]] = []
-        self._lock = threading.Lock()
-        #: When set, update_apply waits for it after its first progress report.
-        self.hold: threading.Event | None = None
-        self.finished = threading.Event()
-
-    def list_modules(self) -> list[ModuleStatus]:
-        return []
-
-    def update_check(self) -> list[UpdateOffer]:
-        if isinstance(self.offers, Exception):
-            raise self.offers
-        return list(self.offers)
-
-    def update_apply(
-        self, module: str, version: str | None = None, *, progress: Callable[[UpdateProgress], None] | None = None
-    ) -> UpdateRecord:
-        if module != "beacon":
-            raise KeyError(module)
-        with self._lock:
-            self.applied.append((module, version))
-        for i, p in enumerate(PROGRESS):
-            if progress is not None:
-                progress(p)
-            if i == 0 and self.hold is not None:
-                assert self.hold.wait(60), "the test never released the update"
-        self.finished.set()
-        return self.result
-
-    def update_status(self) -> list[UpdateRecord]:
-        return [replace(COMMITTED, id=5, outcome="in_progress", step="staged", finished_ns=0, switch_gap_ms=-1)]
-
-    def update_history(self, module: str | None = None, limit: int = 100) -> list[UpdateRecord]:
-        return [r for r in self.history if module is None or r.module == module][:limit]
-
-    def update_rollback(self, module: str) -> UpdateRecord:
-        if module != "beacon":
-            raise KeyError(module)
-        if self.rollback_error is not None:
-            raise self.rollback_error
-        return replace(COMMITTED, id=6, from_version="1.1", to_version="1.0", cause="operator", switch_gap_ms=30.0)
+            UpdateOffer(
+                "radar",
+                "2.0",
+                "",
+                "globex",
+                "",
+                0,
+                "refused",
+                "unmet requirement: radar 2.1 drops hardpoint.track.v1.SensorTrack, required by fusion",
+            ),
+        ],
+        script=PROGRESS,
+        apply_result=COMMITTED,
+        history=[ROLLED_BACK, REFUSED, COMMITTED],
+        status=[replace(COMMITTED, id=5, outcome="in_progress", step="staged", finished_ns=0, switch_gap_ms=-1)],
+        rollback_result=replace(
+            COMMITTED, id=6, from_version="1.1", to_version="1.0", cause="operator", switch_gap_ms=30.0
+        ),
+    )
 
 
 @pytest.fixture
-def fake() -> UpdateFake:
-    return UpdateFake()
-
-
-@pytest.fixture
-def server(fake: UpdateFake, tmp_path: Path) -> Iterator[ManagementServer]:
-    srv = serve(fake, socket_path=tmp_path / "hardpointd.sock")
-    yield srv
-    srv.stop(1.0).wait()
+def server(fake: FakeUpdateControl, tmp_path: Path) -> Iterator[ManagementServer]:
+    with management_server(fake, tmp_path) as srv:
+        yield srv
 
 
 @pytest.fixture
@@ -172,7 +146,7 @@ def test_check_lists_what_the_repository_offers(run: Callable[..., Result]) -> N
 
 
 def test_check_against_an_untrusted_repository_exits_1_naming_cause_and_role(
-    run: Callable[..., Result], fake: UpdateFake
+    run: Callable[..., Result], fake: FakeUpdateControl
 ) -> None:
     """UPD-CLI-006."""
     fake.offers = MetadataExpiredError("expired at 2020-01-01T00:00:00Z", role="timestamp")
@@ -182,7 +156,7 @@ def test_check_against_an_untrusted_repository_exits_1_naming_cause_and_role(
     assert "role 'timestamp'" in result.stderr
 
 
-def test_apply_shows_each_step_and_exits_0_when_committed(run: Callable[..., Result], fake: UpdateFake) -> None:
+def test_apply_shows_each_step_and_exits_0_when_committed(run: Callable[..., Result], fake: FakeUpdateControl) -> None:
     """UPD-CLI-002."""
     text = run("apply", "beacon").stdout
     lines = text.splitlines()
@@ -193,7 +167,7 @@ def test_apply_shows_each_step_and_exits_0_when_committed(run: Callable[..., Res
     assert fake.applied == [("beacon", None)]
 
 
-def test_apply_json_prints_the_record_only(run: Callable[..., Result], fake: UpdateFake) -> None:
+def test_apply_json_prints_the_record_only(run: Callable[..., Result], fake: FakeUpdateControl) -> None:
     """UPD-CLI-001."""
     out = json.loads(run("apply", "beacon", "--version", "1.1", "--json").stdout)
     assert out["outcome"] == "committed"
@@ -209,10 +183,10 @@ def test_apply_json_prints_the_record_only(run: Callable[..., Result], fake: Upd
     ],
 )
 def test_apply_refused_or_rolled_back_exits_1_naming_cause_module_and_role(
-    run: Callable[..., Result], fake: UpdateFake, record: UpdateRecord, needles: list[str]
+    run: Callable[..., Result], fake: FakeUpdateControl, record: UpdateRecord, needles: list[str]
 ) -> None:
     """UPD-CLI-003."""
-    fake.result = record
+    fake.apply_result = record
     result = run("apply", "beacon", code=1)
     assert result.stderr.startswith(f"hardpoint: error: update of beacon 1.0 -> {record.to_version} ")
     for needle in needles:
@@ -252,10 +226,10 @@ def test_status_lists_updates_in_progress(run: Callable[..., Result]) -> None:
     assert "in_progress" in run("status").stdout
 
 
-def test_rollback_prints_the_record_and_refusals_exit_1(run: Callable[..., Result], fake: UpdateFake) -> None:
+def test_rollback_prints_the_record_and_refusals_exit_1(run: Callable[..., Result], fake: FakeUpdateControl) -> None:
     """UPD-CLI-005."""
     assert "beacon 1.1 -> 1.0: committed" in run("rollback", "beacon").stdout
-    fake.rollback_error = ValueError("beacon has no earlier version installed to return to")
+    fake.rollback_result = ValueError("beacon has no earlier version installed to return to")
     result = run("rollback", "beacon", code=1)
     assert "no earlier version" in result.stderr
     assert run("rollback", "ghost", code=1).stderr.startswith("hardpoint: error: cannot roll back 'ghost'")
@@ -287,7 +261,7 @@ def test_on_a_terminal_the_download_gate_and_probation_windows_are_bars() -> Non
     assert "6000/6000 bytes" in out.getvalue()
 
 
-def test_ctrl_c_ends_apply_but_not_the_update(server: ManagementServer, fake: UpdateFake) -> None:
+def test_ctrl_c_ends_apply_but_not_the_update(server: ManagementServer, fake: FakeUpdateControl) -> None:
     """UPD-API-003, UPD-CLI-006: the operator leaves; hardpointd finishes the update."""
     fake.hold = threading.Event()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HARDPOINT_")}
