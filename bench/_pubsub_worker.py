@@ -14,7 +14,8 @@ Contenders (``kind``):
     default batch policy, ``bus.subscribe(T, callback)``.
 ``raw``
     plain cyclonedds-python, what issue 2 calls "raw cyclonedds-python": its
-    public API only and nothing imported from hardpoint. An ``IdlStruct``
+    public API only, no hardpoint code (hardpoint's packaged ``loopback.xml``
+    is read as data, for the same configuration). An ``IdlStruct``
     envelope with the same members as hardpoint's (key, source, epoch, seq,
     count, stamp_ns, interface, schema_id, payload); the payload is declared
     ``sequence[uint8]`` (cyclonedds-python cannot build an XTypes type object

@@ -1,7 +1,7 @@
 """Publish/subscribe benchmark: hardpoint's SDK against the engines underneath, in one run.
 
-    python bench/pubsub.py --json            # full run (~2.5 min), one JSON object on stdout
-    python bench/pubsub.py --quick --json    # ~25 s, what CI runs
+    python bench/pubsub.py --json            # full run (~3.5 min), one JSON object on stdout
+    python bench/pubsub.py --quick --json    # ~30 s, what CI runs
     python bench/pubsub.py                   # full run, a table instead of JSON
 
 Two worker processes (``rx``: subscribers and ping responders; ``tx``: publishers
@@ -13,8 +13,8 @@ and ping initiators; see ``_pubsub_worker.py``) carry the same protobuf messages
 * ``sdk_stream``: hardpoint ``Bus`` on a best-effort stream interface (``SensorTrack``);
 * ``raw``: plain cyclonedds-python through its public API (``DataWriter.write`` /
   ``DataReader.take``, the library's own serializer), one sample per message, in
-  an ``IdlStruct`` envelope with the same members, reliable keep-all, nothing
-  imported from hardpoint: what issue 2 calls "raw cyclonedds-python";
+  an ``IdlStruct`` envelope with the same members, reliable keep-all, no
+  hardpoint code: what issue 2 calls "raw cyclonedds-python";
 * ``raw_shim``: the same envelope and QoS through the private-API bytes shim the
   SDK's transport uses (``hardpoint._dds._bytes``): hardpoint's transport minus
   the Bus, a stricter baseline;
@@ -240,7 +240,7 @@ def _machine() -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--json", action="store_true", help="print one JSON object (and nothing else) on stdout")
     p.add_argument("--quick", action="store_true", help="short run (~30 s): 0.5 s windows, one repetition")
     p.add_argument("--seconds", type=float, help="throughput window per run, s (default 2.0; quick 0.5)")
@@ -256,7 +256,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--no-latency", action="store_true", help="skip the round trips")
     p.add_argument("--no-throughput", action="store_true", help="skip the throughput runs")
-    p.add_argument("--kinds", help="only these contenders (comma separated), for investigations")
+    p.add_argument(
+        "--kinds",
+        help="only these contenders (comma separated: sdk_event, raw, raw_shim, sdk_state, sdk_stream, zenoh),\n"
+        "for investigations; a ratio whose contenders were not run is null",
+    )
     p.add_argument("--domain", type=int, help="first DDS domain id to try (default: a free one, locked for the run)")
     p.add_argument("-v", "--verbose", action="store_true", help="progress on stderr (default without --json)")
     args = p.parse_args(argv)
@@ -449,7 +453,7 @@ def summarize(
         "raw": "plain cyclonedds-python (the issue's baseline of the ratios): public DataWriter.write / "
         "DataReader.take(256) on a WaitSet, the library's serializer, IdlStruct envelope with the SDK's members, "
         "payload sequence[uint8] read/written as bytes by the library's BytesMachine; one sample per message, "
-        "reliable keep-all (1024 samples), hardpoint's loopback.xml; nothing imported from hardpoint",
+        "reliable keep-all (1024 samples), hardpoint's loopback.xml (read as data); no hardpoint code",
         "raw_shim": "the same envelope and QoS written/taken/decoded with hardpoint._dds._bytes (the SDK's private "
         "bytes shim: struct-built XCDR1, dds_write through ctypes, ddspy_take), no hardpoint Bus; ratios *_vs_shim",
         "messages": {
