@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-import pytest
+from refkit import Run
 from typer.testing import CliRunner, Result
 from wheelkit import nav_copy_wheel
 
@@ -47,13 +47,11 @@ def _result(path: Path) -> dict[str, str]:
     return {v["test"].rsplit("::", 1)[-1]: v["outcome"] for v in data["verdicts"]}
 
 
-@pytest.mark.timeout(600)  # every check module, certified: a minute or more on a loaded 2-core machine
-def test_reference_nav_passes_certified_and_the_evidence_agrees(tmp_path: Path) -> None:
-    report = tmp_path / "evidence"
-    result = check("nav", "--certified", "--report", report)
-    assert result.exit_code == 0, (result.stdout, result.stderr)
-    assert result.stdout.startswith("nav: PASS (certified)")
-
+def test_reference_nav_passes_certified_and_the_evidence_agrees(reference_runs: dict[str, Run]) -> None:
+    """The certified run of the nav wheel (shared with acceptance 1, ``conftest.py``): JUnit, JSON and report agree."""
+    run = reference_runs["nav"]
+    assert run.exit_code == 0, (run.stdout, run.stderr)
+    report = run.report
     junit, data, markdown = report / "junit.xml", report / "hardpoint-result.json", report / "report.md"
     assert junit.is_file()
     assert data.is_file()
@@ -69,11 +67,22 @@ def test_reference_nav_passes_certified_and_the_evidence_agrees(tmp_path: Path) 
     assert "Module: `nav`" in text
     assert "Verdict: **PASS**" in text
     assert "certified" in text
-    assert "Installed distribution: `installed:hardpoint-mod-nav==1.0.0`" in text
+    assert f"- Wheel: `{run.wheel.name}` sha256 `" in text
     for entry in bound["checks"]:
         assert f"| `{entry['check']}` | {', '.join(entry['requirements'])} | passed |" in text
     for name, requirements in STATIC_CHECKS.items():
         assert f"| `{name}` | {', '.join(requirements)} | passed |" in text
+
+
+def test_an_installed_module_is_named_as_its_distribution(tmp_path: Path) -> None:
+    """Checking an installed module (no wheel) binds the result to its distribution, and says it is no wheel."""
+    result = check("nav", "--only", "checks_manifest", "--report", tmp_path)
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert result.stdout.startswith("nav: PASS\n")
+    assert "installed: hardpoint-mod-nav==1.0.0 (RECORD sha256 " in result.stdout
+    text = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "Installed distribution: `installed:hardpoint-mod-nav==1.0.0`" in text
+    assert "cannot pass the evidence gate" in text
 
 
 def test_needs_nav2_fails_naming_the_interface(tmp_path: Path) -> None:

@@ -187,6 +187,7 @@ def test_the_guide_step_by_step(guide_env: Env, domain_id: int) -> None:
     assert verdicts, "the certified run recorded no verdicts"
     assert all(v["outcome"] == "passed" for v in verdicts), verdicts
     assert "PASS" in (project / "out" / "report.md").read_text(encoding="utf-8")
+    assert any(": PASS (certified)\n" in output for output in transcript), "no certified verdict line printed"
     assert (project / "out" / "evidence.dsse.json").is_file()
     assert (project / "demo-out" / "recording.mcap").stat().st_size > 0
     published = list((guide_env.work / "update-repo" / "targets" / "acme" / "acme_nav").glob("*.whl"))
