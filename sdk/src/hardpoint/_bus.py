@@ -56,18 +56,26 @@ MAX_TRACKED_WRITERS: Final = 4096
 STAGED_PREFIX: Final = "hp-staged/"
 #: What a topic prefix may contain: characters every DDS implementation accepts in a topic name.
 _PREFIX_CHARS: Final = re.compile(r"[A-Za-z0-9_./-]*")
-#: Batch item prefixes by message length, made once per length (an interface has few message sizes).
-_ITEM_PREFIXES: dict[int, bytes] = {}
-#: Lengths whose prefix is remembered; longer batches of other lengths make theirs each time.
+#: Lengths whose item prefix is remembered; past this, prefixes of new lengths are made each time.
 _ITEM_PREFIXES_MAX: Final = 4096
 _get_ident: Final = threading.get_ident
 
 
-def _item_prefix(length: int) -> bytes:
-    prefix = item_prefix(length)
-    if len(_ITEM_PREFIXES) < _ITEM_PREFIXES_MAX:
-        _ITEM_PREFIXES[length] = prefix
-    return prefix
+class _ItemPrefixes(dict[int, bytes]):
+    """Batch item prefixes by message length, made once per length (an interface has few message sizes).
+
+    A dict whose ``__getitem__`` makes a missing prefix, so that a flush can map it
+    over the message lengths without a Python call per message.
+    """
+
+    def __missing__(self, length: int) -> bytes:
+        prefix = item_prefix(length)
+        if len(self) < _ITEM_PREFIXES_MAX:
+            self[length] = prefix
+        return prefix
+
+
+_ITEM_PREFIXES: Final = _ItemPrefixes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,11 +200,16 @@ class Publisher(Generic[M]):
         batched = spec.qos in (QosClass.EVENT, QosClass.STREAM) and self._key_of is None
         self._batch = batch if batched else None
         self._now_ns = bus.transport.now_ns
-        #: Waiting messages, each after its item prefix, except the first, whose prefix is
-        #: only made when a second message joins it (a lone message is written as it is).
+        #: The type's own serializer, called with the message: no bound method made per message.
+        self._serialize: Callable[[Message], bytes] = spec.message_type.SerializeToString
+        #: The next frame's parts: each waiting message after its batch item prefix (joined, they are a
+        #: ``hardpoint.core.v1.Batch``; a lone message is written without its prefix).
         self._buf: list[bytes] = []
-        self._buf_n = 0
         self._buf_bytes = 0
+        self._max_parts = 2 * batch.max_messages if batch is not None else 0
+        #: Length of the last message and its item prefix: messages of an interface are often of one size.
+        self._item_len = -1
+        self._item_prefix = b""
         self._buf_stamp = 0
         self._armed = False
         self._last_write_ns = 0
@@ -213,20 +226,64 @@ class Publisher(Generic[M]):
         """
         if type(message) is not self._type:
             raise TypeError(f"publisher of {self.spec.name} got a {type(message).__name__}")
-        if not self._bus.active:
+        bus = self._bus
+        if not bus.active:
             self.counters.suppressed += 1
             return
-        data = message.SerializeToString()
-        stamp = time_of_validity_ns if time_of_validity_ns is not None else self._now_ns()
+        data = self._serialize(message)
         self.counters.published += 1
-        if self._batch is not None:
-            self._append(stamp, data, self._batch)
-        elif self._key_of is not None:
-            self._write_keyed(self._key_of(message), stamp, data)
-        else:
-            with self._lock:
+        policy = self._batch
+        if policy is None:
+            self._publish_alone(message, data, time_of_validity_ns)
+            return
+        # The batched path is written out here rather than in a helper because it runs once per
+        # message: a Python call, a bound method or a clock read per message shows in a stream's
+        # msgs/s (bench/README.md, "Stream publish path").
+        delivering = bus._delivering  # None outside a delivery: no thread id to fetch then
+        in_delivery = delivering is not None and delivering == _get_ident()
+        lock = self._lock
+        lock.acquire()  # not ``with``: it makes and calls bound __enter__/__exit__ methods per message
+        try:
+            buf = self._buf
+            size = len(data)
+            if buf:
+                self._buf_bytes += size
+            elif in_delivery or time.monotonic_ns() - self._last_write_ns <= policy.idle_gap_s * 1e9:
+                # A frame carries the time stamp of its first message; the clock is read for it only.
+                self._buf_stamp = time_of_validity_ns if time_of_validity_ns is not None else self._now_ns()
+                self._buf_bytes = size
+            else:  # idle: written at once
                 self._seq += 1
+                stamp = time_of_validity_ns if time_of_validity_ns is not None else self._now_ns()
                 self._write("", self._seq, 1, stamp, data)
+                self._last_write_ns = time.monotonic_ns()
+                return
+            if size != self._item_len:
+                self._item_len = size
+                self._item_prefix = _ITEM_PREFIXES[size]
+            buf.append(self._item_prefix)
+            buf.append(data)
+            if len(buf) >= self._max_parts or self._buf_bytes >= policy.max_bytes:
+                self._flush_locked()
+            elif in_delivery:
+                if not self._flush_queued:  # written when the delivery returns (Subscription._on_frames)
+                    self._flush_queued = True
+                    bus._after_delivery.append(self)
+            elif not self._armed:
+                self._armed = True
+                bus.transport.call_later(policy.max_delay_s, self._timer_flush)
+        finally:
+            lock.release()
+
+    def _publish_alone(self, message: M, data: bytes, time_of_validity_ns: int | None) -> None:
+        """An unbatched message (keyed interfaces, or no batch policy): one frame each."""
+        stamp = time_of_validity_ns if time_of_validity_ns is not None else self._now_ns()
+        if self._key_of is not None:
+            self._write_keyed(self._key_of(message), stamp, data)
+            return
+        with self._lock:
+            self._seq += 1
+            self._write("", self._seq, 1, stamp, data)
 
     def flush(self) -> None:
         """Write whatever is waiting in the batch now."""
@@ -294,35 +351,6 @@ class Publisher(Generic[M]):
             self._key_seq[key] = seq
             self._write(key, seq, 1, stamp, data)
 
-    def _append(self, stamp: int, data: bytes, policy: BatchPolicy) -> None:
-        bus = self._bus
-        in_delivery = bus._delivering == _get_ident()  # None outside a delivery
-        size = len(data)
-        with self._lock:
-            n = self._buf_n
-            if n:
-                self._buf += (_ITEM_PREFIXES.get(size) or _item_prefix(size), data)
-            elif in_delivery or time.monotonic_ns() - self._last_write_ns <= policy.idle_gap_s * 1e9:
-                self._buf_stamp = stamp
-                self._buf += (b"", data)  # the first item's prefix is made in _flush_locked if a second comes
-            else:  # idle: written at once
-                self._seq += 1
-                self._write("", self._seq, 1, stamp, data)
-                self._last_write_ns = time.monotonic_ns()
-                return
-            n += 1
-            self._buf_n = n
-            self._buf_bytes += size
-            if n >= policy.max_messages or self._buf_bytes >= policy.max_bytes:
-                self._flush_locked()
-            elif in_delivery:
-                if not self._flush_queued:  # written when the delivery returns (Subscription._on_frames)
-                    self._flush_queued = True
-                    bus._after_delivery.append(self)
-            elif not self._armed:
-                self._armed = True
-                bus.transport.call_later(policy.max_delay_s, self._timer_flush)
-
     def _delivery_flush(self) -> None:
         with self._lock:
             self._flush_queued = False
@@ -336,22 +364,22 @@ class Publisher(Generic[M]):
                 self._flush_locked()
 
     def _flush_locked(self) -> None:
-        n = self._buf_n
+        parts = self._buf
+        n = len(parts) >> 1
         if n == 0:
             return
-        buf = self._buf
-        if n == 1:
-            payload = buf[1]
-        else:
-            size = len(buf[1])
-            buf[0] = _ITEM_PREFIXES.get(size) or _item_prefix(size)
-            payload = b"".join(buf)
         first = self._seq + 1
         self._seq += n
-        buf.clear()
-        self._buf_n = 0
-        self._buf_bytes = 0
-        self._writer.write("", first, n, self._buf_stamp, payload)
+        # The batch is gone from here on, whether the write succeeds or not.
+        self._buf = []
+        data_bytes, self._buf_bytes = self._buf_bytes, 0
+        if n == 1:
+            self._writer.write("", first, 1, self._buf_stamp, parts[1])
+        else:  # the parts go to the transport unjoined: it copies them once, into the envelope
+            # The payload's length: the messages' and their prefixes' (one join of the short prefixes
+            # costs less than a len() per part).
+            size = data_bytes + len(b"".join(parts[::2]))
+            self._writer.write_parts("", first, n, self._buf_stamp, parts, size=size)
         self.counters.frames += 1
         self._last_write_ns = time.monotonic_ns()
 

@@ -99,6 +99,10 @@ class FrameWriter(abc.ABC):
     def write(self, key: str, seq: int, count: int, stamp_ns: int, payload: bytes) -> None:
         """Send one frame. Reliable channels may block for flow control."""
 
+    def write_parts(self, key: str, seq: int, count: int, stamp_ns: int, parts: Sequence[bytes], *, size: int) -> None:
+        """:meth:`write` with ``b"".join(parts)`` (``size`` bytes) as the payload; a transport may copy them once."""
+        self.write(key, seq, count, stamp_ns, b"".join(parts))
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release the writer; further writes are an error."""

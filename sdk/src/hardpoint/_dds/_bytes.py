@@ -46,7 +46,7 @@ import importlib.metadata
 import platform
 import struct
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from hardpoint._errors import TransportError
@@ -202,6 +202,24 @@ class EnvelopeEncoder:
         prefix = self._prefixes.get(key) or self._prefix(key)
         n = len(payload)
         return b"".join((prefix, self._middle.pack(seq, count, stamp_ns, self._tail, n), payload, _PAD4[n & 3]))
+
+    def encode_parts(
+        self, key: str, seq: int, count: int, stamp_ns: int, parts: Sequence[bytes], *, size: int
+    ) -> bytes:
+        """Like :meth:`encode` with ``b"".join(parts)`` as the payload, copying each part once (no joined payload).
+
+        :param size: the payload's length, ``sum(map(len, parts))`` (the caller knows it; summing costs).
+        :raises struct.error: a number does not fit its IDL type.
+        :raises UnicodeEncodeError: ``key`` is not encodable.
+        :raises ValueError: ``size`` is not the length of the parts (the sample would be malformed).
+        """
+        prefix = self._prefixes.get(key) or self._prefix(key)
+        n = size
+        data = b"".join((prefix, self._middle.pack(seq, count, stamp_ns, self._tail, n), *parts, _PAD4[n & 3]))
+        expected = len(prefix) + self._middle.size + n + (-n & 3)
+        if len(data) != expected:
+            raise ValueError(f"payload parts are {len(data) - expected + n} bytes, not {n}")
+        return data
 
 
 T = TypeVar("T")

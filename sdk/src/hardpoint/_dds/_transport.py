@@ -155,16 +155,18 @@ _make_frame = cast(Callable[[_bytes.Fields], Frame], functools.partial(tuple.__n
 
 
 class _Writer(FrameWriter):
-    __slots__ = ("_closed", "_encode", "_entity", "_ref", "_transport", "topic")
+    __slots__ = ("_closed", "_encode", "_encode_parts", "_entity", "_ref", "_transport", "topic")
 
     def __init__(self, transport: CycloneTransport, channel: Channel, entity: DataWriter[Any]) -> None:
         self._transport = transport
         self.topic = channel.topic
         self._entity: DataWriter[Any] | None = entity
         self._ref: int = entity._ref
-        self._encode = _bytes.EnvelopeEncoder(
+        encoder = _bytes.EnvelopeEncoder(
             source=channel.source, epoch=channel.epoch, interface=channel.interface, schema_id=channel.schema_id
-        ).encode
+        )
+        self._encode = encoder.encode
+        self._encode_parts = encoder.encode_parts
         self._closed = False
 
     def write(self, key: str, seq: int, count: int, stamp_ns: int, payload: bytes) -> None:
@@ -173,6 +175,18 @@ class _Writer(FrameWriter):
         try:
             data = self._encode(key, seq, count, stamp_ns, payload)
         except (struct.error, UnicodeError, TypeError) as e:
+            raise TransportError(f"cannot encode a frame for topic {self.topic}: {e}") from e
+        rc = _bytes.write(self._ref, data)
+        if rc < 0:
+            self._failed(rc)
+
+    def write_parts(self, key: str, seq: int, count: int, stamp_ns: int, parts: Sequence[bytes], *, size: int) -> None:
+        """One copy of a batch: its parts are joined straight into the envelope."""
+        if self._closed:
+            raise TransportError(f"write on a closed writer of topic {self.topic}")
+        try:
+            data = self._encode_parts(key, seq, count, stamp_ns, parts, size=size)
+        except (struct.error, ValueError, TypeError) as e:
             raise TransportError(f"cannot encode a frame for topic {self.topic}: {e}") from e
         rc = _bytes.write(self._ref, data)
         if rc < 0:
