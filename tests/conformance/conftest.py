@@ -11,9 +11,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from refkit import PARALLEL_RUNS, REFERENCE_MODULES, Run, build_reference_wheel, certify
+from refkit import PARALLEL_RUNS, REFERENCE_MODULES, RUN_TIMEOUT_S, Run, build_reference_wheel, certify
 
 from hardpoint_runtime.conformance._evidence import generate_key_pair
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Whichever test first asks for ``reference_runs`` waits for all of them: give each such test their time."""
+    for item in items:
+        if "reference_runs" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.timeout(RUN_TIMEOUT_S * 2))
 
 
 @pytest.fixture(scope="session")

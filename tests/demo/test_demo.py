@@ -12,14 +12,27 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from hardpoint_runtime.conformance._harness import free_domain_id, release_domain_id
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 HARDPOINT = [sys.executable, "-m", "hardpoint_runtime.cli"]
+
+
+@pytest.fixture
+def domain_id() -> Iterator[int]:
+    """A DDS domain no other test on this machine uses meanwhile (the shared lock folder)."""
+    domain = free_domain_id()
+    try:
+        yield domain
+    finally:
+        release_domain_id(domain)
 
 
 def demo(tmp_path: Path, domain: int, duration: float) -> subprocess.Popen[str]:
@@ -45,8 +58,8 @@ def finish(proc: subprocess.Popen[str], timeout: float = 240) -> tuple[dict[str,
     return json.loads(out), err
 
 
-def test_demo_runs_the_patrol_to_a_correct_summary(tmp_path: Path) -> None:
-    proc = demo(tmp_path, domain=181, duration=45)
+def test_demo_runs_the_patrol_to_a_correct_summary(tmp_path: Path, domain_id: int) -> None:
+    proc = demo(tmp_path, domain=domain_id, duration=45)
     summary, err = finish(proc)
     assert proc.returncode == 0, err[-4000:]
     assert summary["ok"] is True
@@ -74,8 +87,10 @@ def _fusion_pid(socket: Path) -> int:
     return int(status["pid"]) if status["state"] == "active" else 0
 
 
-def test_killing_fusion_during_the_demo_is_restarted_and_the_summary_is_still_correct(tmp_path: Path) -> None:
-    proc = demo(tmp_path, domain=182, duration=40)
+def test_killing_fusion_during_the_demo_is_restarted_and_the_summary_is_still_correct(
+    tmp_path: Path, domain_id: int
+) -> None:
+    proc = demo(tmp_path, domain=domain_id, duration=40)
     socket = tmp_path / "out" / "state" / "hardpointd.sock"
     deadline = time.monotonic() + 120
     pid = 0

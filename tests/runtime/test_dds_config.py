@@ -13,10 +13,12 @@ from hardpoint_runtime._config import PlatformConfig, load_config
 from hardpoint_runtime._daemon import Daemon, _Module
 from hardpoint_runtime._dds_config import cyclone_xml, node_dds_config
 from hardpoint_runtime._errors import ConfigError
+from hardpoint_runtime.conformance._harness import free_domain_id
 
 MINIMAL = '[platform]\nname = "demo"\n'
-#: A domain id no other test of this process uses: one process may hold a domain id with one configuration only.
-DOMAIN = 211
+#: A domain id no other test uses while this process lives (the shared lock folder): one process may hold a
+#: domain id with one configuration only, and no other test on the machine may meet this one.
+DOMAIN = free_domain_id()
 
 
 def load(tmp_path: Path, text: str) -> PlatformConfig:

@@ -8,19 +8,16 @@ by a lock file for this module.
 
 from __future__ import annotations
 
-import fcntl
-import os
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hardpoint import Channel, CycloneTransport, Frame, FrameWriter, QosClass
+from hardpoint_runtime.conformance._harness import free_domain_id, release_domain_id
 
 WAIT_S = 10.0
 #: Sequence numbers of the frames a test counts (probes before them have smaller ones).
@@ -29,23 +26,12 @@ BURST = 1000
 
 @pytest.fixture(scope="module")
 def domain() -> Iterator[int]:
-    """A domain id no other test run on this machine holds (the lock folder of the integration tests)."""
-    lock_dir = Path(tempfile.gettempdir()) / "hardpoint-it-domains"
-    lock_dir.mkdir(exist_ok=True)
-    for i in range(230):
-        domain_id = (os.getpid() * 41 + i) % 230 + 1
-        lock = (lock_dir / f"{domain_id}.lock").open("w")
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            continue
-        try:
-            yield domain_id
-        finally:
-            lock.close()
-        return
-    raise RuntimeError("no free DDS domain id")
+    """A domain id no other test on this machine holds (the shared lock folder)."""
+    domain_id = free_domain_id()
+    try:
+        yield domain_id
+    finally:
+        release_domain_id(domain_id)
 
 
 @pytest.fixture

@@ -13,9 +13,12 @@ import pytest
 
 from hardpoint import Bus, Channel, CycloneTransport, Frame, FrameWriter, QosClass, SchemaRecord, TransportError
 from hardpoint._dds import _bytes
+from hardpoint_runtime.conformance._harness import free_domain_id
 
-#: One domain per test process, so that concurrent runs on this machine do not see each other.
-DOMAIN = os.getpid() % 200 + 1
+#: Domains no other test on this machine uses while this process lives (the shared lock folder); the
+#: second one is for the tests that need a domain configured differently.
+DOMAIN = free_domain_id()
+OTHER_DOMAIN = free_domain_id()
 WAIT_S = 5.0
 
 
@@ -461,8 +464,8 @@ def test_schemas_are_announced_and_discovered_by_a_late_joiner(transport: Cyclon
 
 def test_invalid_configuration_is_a_transport_error() -> None:
     bad = '<CycloneDDS><Domain id="any"><General><NoSuchSetting/></General></Domain></CycloneDDS>'
-    with pytest.raises(TransportError, match=f"domain {DOMAIN + 1}"):
-        CycloneTransport(domain_id=DOMAIN + 1, config=bad)
+    with pytest.raises(TransportError, match=f"domain {OTHER_DOMAIN}"):
+        CycloneTransport(domain_id=OTHER_DOMAIN, config=bad)
 
 
 def test_one_domain_one_configuration_per_process(transport: CycloneTransport) -> None:
@@ -471,13 +474,13 @@ def test_one_domain_one_configuration_per_process(transport: CycloneTransport) -
     path = str(resources.files("hardpoint._dds").joinpath("loopback.xml"))
     with pytest.raises(TransportError, match="another configuration"):
         CycloneTransport(domain_id=DOMAIN, config=path)
-    t = CycloneTransport(domain_id=DOMAIN + 1, config=path)  # a path is accepted
+    t = CycloneTransport(domain_id=OTHER_DOMAIN, config=path)  # a path is accepted
     with t:
         assert not t.closed
 
 
 def test_process_environment_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CYCLONEDDS_URI", '<CycloneDDS><Domain id="any"><Broken/></Domain></CycloneDDS>')
-    t = CycloneTransport(domain_id=DOMAIN + 1)
+    t = CycloneTransport(domain_id=OTHER_DOMAIN)
     with t:
         assert not t.closed
