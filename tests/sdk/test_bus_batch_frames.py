@@ -8,12 +8,8 @@ version decode (``hardpoint.core.v1.Batch``: tag and varint length before each m
 
 from __future__ import annotations
 
-import fcntl
-import os
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -22,6 +18,7 @@ from hardpoint._batch import item_prefix
 from hardpoint._dds import _bytes
 from hardpoint.alert.v1 import alert_pb2
 from hardpoint.testing import InMemoryTransport
+from hardpoint_runtime.conformance._harness import free_domain_id, release_domain_id
 
 ALERT = "hardpoint.alert.v1.Alert"
 WAIT_S = 10.0
@@ -110,27 +107,16 @@ def test_encode_parts_refuses_a_wrong_size() -> None:
 
 @pytest.fixture(scope="module")
 def transport() -> Iterator[CycloneTransport]:
-    """A transport on a domain id no other test run on this machine holds (the integration tests' lock folder)."""
-    lock_dir = Path(tempfile.gettempdir()) / "hardpoint-it-domains"
-    lock_dir.mkdir(exist_ok=True)
-    for i in range(230):
-        domain_id = (os.getpid() * 43 + i) % 230 + 1
-        lock = (lock_dir / f"{domain_id}.lock").open("w")
+    """A transport on a domain id no other test on this machine holds (the shared lock folder)."""
+    domain_id = free_domain_id()
+    try:
+        t = CycloneTransport(domain_id=domain_id)
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            continue
-        try:
-            t = CycloneTransport(domain_id=domain_id)
-            try:
-                yield t
-            finally:
-                t.close()
+            yield t
         finally:
-            lock.close()
-        return
-    raise RuntimeError("no free DDS domain id")
+            t.close()
+    finally:
+        release_domain_id(domain_id)
 
 
 def test_write_parts_with_a_wrong_size_is_a_transport_error_naming_the_topic(transport: CycloneTransport) -> None:
