@@ -64,8 +64,7 @@ _get_ident: Final = threading.get_ident
 class _ItemPrefixes(dict[int, bytes]):
     """Batch item prefixes by message length, made once per length (an interface has few message sizes).
 
-    A dict whose ``__getitem__`` makes a missing prefix, so that a flush can map it
-    over the message lengths without a Python call per message.
+    Indexing makes a missing prefix (``__missing__``): one lookup, no ``get``-or-make per message.
     """
 
     def __missing__(self, length: int) -> bytes:
