@@ -64,7 +64,7 @@ def test_reference_nav_passes_certified_and_the_evidence_agrees(reference_runs: 
     assert bound["certified"] is True
     assert all(entry["requirements"] for entry in bound["checks"]), bound["checks"]
     text = markdown.read_text(encoding="utf-8")
-    assert "Module: `nav`" in text
+    assert f"- Module: `{run.wheel}`" in text
     assert "Verdict: **PASS**" in text
     assert "certified" in text
     assert f"- Wheel: `{run.wheel.name}` sha256 `" in text
