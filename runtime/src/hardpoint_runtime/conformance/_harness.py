@@ -177,6 +177,16 @@ def _dds_config(tag: str) -> str:
     return f"file://{loopback},<Discovery><Tag>{tag}</Tag></Discovery>"
 
 
+def contract_channel(spec: hardpoint.InterfaceSpec) -> hardpoint.Channel:
+    """A channel on ``spec``'s contract topic with the contract's QoS, history, interface and schema identity.
+
+    What the suite's own readers (and raw writers) open, so they match the module's endpoints exactly.
+    """
+    from hardpoint import Channel
+
+    return Channel(spec.topic, spec.qos, spec.keyed, spec.history_depth, spec.name, spec.schema_id)
+
+
 def wait_until(predicate: Callable[[], Any], timeout_s: float, interval_s: float = 0.02) -> Any:
     """Poll ``predicate`` until it returns something true and return it; the last (false) value after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s

@@ -55,6 +55,7 @@ from hardpoint_runtime.conformance._harness import (
     _Located,
     _manifest,
     _tail,
+    contract_channel,
     free_domain_id,
     release_domain_id,
 )
@@ -837,18 +838,11 @@ class InteropRig:
 
     def _watch(self, spec: hardpoint.InterfaceSpec) -> Any:
         """A raw reader that notes who publishes ``spec`` (whatever the sample's schema)."""
-        from hardpoint import Channel, Frame
+        from hardpoint import Frame
 
         assert self._transport is not None
         obs = self.obs
-        channel = Channel(
-            topic=spec.topic,
-            qos=spec.qos,
-            keyed=spec.keyed,
-            history_depth=spec.history_depth,
-            interface=spec.name,
-            schema_id=spec.schema_id,
-        )
+        channel = contract_channel(spec)
 
         def deliver(frames: Sequence[Frame]) -> None:
             with obs.lock:

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from hardpoint_runtime.conformance._harness import HarnessError, HostedModule, wait_until
+from hardpoint_runtime.conformance._harness import HarnessError, HostedModule, contract_channel, wait_until
 from hardpoint_runtime.conformance._strategies import field_violations
 
 if TYPE_CHECKING:
@@ -158,14 +158,13 @@ class HostileWriter:
         from cyclonedds.pub import DataWriter
         from cyclonedds.topic import Topic
 
-        from hardpoint import Channel
         from hardpoint._dds import _qos
         from hardpoint._dds._envelope import Envelope, KeyedEnvelope
 
         self.spec = spec
         self.keyed = spec.keyed
         self._type: Any = KeyedEnvelope if spec.keyed else Envelope
-        channel = Channel(spec.topic, spec.qos, spec.keyed, spec.history_depth, spec.name, spec.schema_id)
+        channel = contract_channel(spec)
         # The harness's probe transport created this domain id (with its discovery tag) in this process:
         # a participant on the same id shares that domain and its configuration.
         self._participant = DomainParticipant(domain_id)

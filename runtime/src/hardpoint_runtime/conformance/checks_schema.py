@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Final
 import pytest
 
 from hardpoint_runtime.conformance import _fixtures
+from hardpoint_runtime.conformance._harness import contract_channel
 
 if TYPE_CHECKING:
     from hardpoint import InterfaceSpec, Manifest
@@ -257,19 +258,12 @@ def collect_announcements(domain_id: int, pid: int, interfaces: Sequence[str], t
 
 def collect_stamps(host: HostedModule, provided: Mapping[str, InterfaceSpec], timeout_s: float) -> dict[str, set[str]]:
     """Schema ids on the samples the module (``source`` = its name) publishes on each provided interface."""
-    from hardpoint import Channel, Frame
+    from hardpoint import Frame
 
     stamps = _Stamps()
     readers = []
     for name, spec in provided.items():
-        channel = Channel(
-            topic=spec.topic,
-            qos=spec.qos,
-            keyed=spec.keyed,
-            history_depth=spec.history_depth,
-            interface=spec.name,
-            schema_id=spec.schema_id,
-        )
+        channel = contract_channel(spec)
 
         def deliver(frames: Sequence[Frame], interface: str = name) -> None:
             for frame in frames:
@@ -291,7 +285,7 @@ def collect_stamps(host: HostedModule, provided: Mapping[str, InterfaceSpec], ti
 
 def latest_counters(host: HostedModule, required: Sequence[str], timeout_s: float) -> dict[str, int]:
     """Counters of the module's latest heartbeat, once every required interface shows a delivery (or timeout)."""
-    from hardpoint import Channel, Frame, interface_spec
+    from hardpoint import Frame, interface_spec
     from hardpoint.core.v1 import health_pb2
 
     spec = interface_spec(health_pb2.ModuleHealth)
@@ -313,14 +307,7 @@ def latest_counters(host: HostedModule, required: Sequence[str], timeout_s: floa
                 latest.get(f"sub:{n}.delivered", 0) or latest.get(f"sub:{n}.schema_mismatch", 0) for n in required
             )
 
-    channel = Channel(
-        topic=spec.topic,
-        qos=spec.qos,
-        keyed=spec.keyed,
-        history_depth=spec.history_depth,
-        interface=spec.name,
-        schema_id=spec.schema_id,
-    )
+    channel = contract_channel(spec)
     reader = host.transport.open_reader(channel, deliver)
     try:
         deadline = time.monotonic() + timeout_s
