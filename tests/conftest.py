@@ -15,10 +15,13 @@ the lock folder ``hardpoint-it-domains`` (for example
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from hardpoint_runtime.conformance._harness import free_domain_id, release_domain_id
 
 HERE = Path(__file__).parent
 #: Test files that must run on the same worker, by unit name (they share a session fixture).
@@ -79,3 +82,13 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     config.option.loadscopereorder = False  # keep the order of the collection (longest first)
     return Units(config, log)
+
+
+@pytest.fixture
+def domain_id() -> Iterator[int]:
+    """A DDS domain id no other test on this machine uses meanwhile (the shared lock folder)."""
+    domain = free_domain_id()
+    try:
+        yield domain
+    finally:
+        release_domain_id(domain)

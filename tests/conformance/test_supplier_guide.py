@@ -25,13 +25,10 @@ import subprocess
 import sys
 import sysconfig
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from hardpoint_runtime.conformance._harness import free_domain_id, release_domain_id
 
 REPO = Path(__file__).resolve().parents[2]
 GUIDE = REPO / "docs" / "supplier-guide.md"
@@ -99,15 +96,6 @@ def _private_env(root: Path) -> Env:
 @pytest.fixture(scope="module")
 def guide_env(tmp_path_factory: pytest.TempPathFactory) -> Env:
     return _private_env(tmp_path_factory.mktemp("supplier-guide"))
-
-
-@pytest.fixture
-def domain_id() -> Iterator[int]:
-    domain = free_domain_id()
-    try:
-        yield domain
-    finally:
-        release_domain_id(domain)
 
 
 def test_guide_has_every_step_as_a_shell_block() -> None:

@@ -12,27 +12,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from hardpoint_runtime.conformance._harness import free_domain_id, release_domain_id
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 HARDPOINT = [sys.executable, "-m", "hardpoint_runtime.cli"]
-
-
-@pytest.fixture
-def domain_id() -> Iterator[int]:
-    """A DDS domain no other test on this machine uses meanwhile (the shared lock folder)."""
-    domain = free_domain_id()
-    try:
-        yield domain
-    finally:
-        release_domain_id(domain)
 
 
 def demo(tmp_path: Path, domain: int, duration: float) -> subprocess.Popen[str]:
