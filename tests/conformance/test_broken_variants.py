@@ -161,6 +161,8 @@ def _assert_fails_as_expected(variant: Variant, run: Result, *, min_passed: int)
     assert code == 1, f"{variant.name}: exit {code}, verdict {result['verdict']}"
     assert result["verdict"] == "fail"
     assert set(variant.fails) <= set(checks), f"{variant.name}: the checks it exists for did not run: {sorted(checks)}"
+    if min_passed:  # the full form ran every check module: every consequence must have run too
+        assert set(variant.consequences) <= set(checks), f"{variant.name}: consequences did not run: {sorted(checks)}"
     # Every consequence among the checks that ran, and nothing else.
     consequences = {name: req for name, req in variant.consequences.items() if name in checks}
     assert failing == set(variant.fails) | set(consequences), json.dumps(summary, indent=1)
