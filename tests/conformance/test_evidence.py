@@ -29,6 +29,7 @@ from hardpoint_runtime.conformance._evidence import (
     STATEMENT_TYPE,
     Subject,
     check_evidence,
+    check_interface_set,
     envelope_subjects,
     evidence_result,
     generate_key_pair,
@@ -46,6 +47,7 @@ from hardpoint_runtime.update._errors import (
     EvidenceDigestError,
     EvidenceError,
     EvidenceFailingError,
+    EvidenceInterfaceSetError,
     EvidenceMalformedError,
     EvidenceMissingError,
     EvidenceNotCertifiedError,
@@ -57,6 +59,9 @@ from hardpoint_runtime.update._errors import (
 REPO = Path(__file__).resolve().parents[2]
 SHA = hashlib.sha256(b"the wheel").hexdigest()
 OTHER_SHA = hashlib.sha256(b"another wheel").hexdigest()
+#: ``descriptor_set_sha256`` of the interface set the evidence below was made against, and of another one.
+IFACES = hashlib.sha256(b"the platform's FileDescriptorSet").hexdigest()
+OTHER_IFACES = hashlib.sha256(b"an older SDK's FileDescriptorSet").hexdigest()
 WHEEL = "hp_mod-1.0.0-py3-none-any.whl"
 CHECKS = [
     {"check": "test_manifest_valid", "requirements": ["SDK-LC-001"], "outcome": "passed"},
@@ -70,10 +75,11 @@ def summary(*, certified: bool = True, checks: list[dict[str, Any]] | None = Non
     return {"module": "nav", "certified": certified, "verdict": verdict, "checks": checks}
 
 
-def result(*, sha256: str = SHA, kind: str = "wheel", **kwargs: Any) -> dict[str, Any]:
+def result(*, sha256: str = SHA, kind: str = "wheel", interfaces: str = IFACES, **kwargs: Any) -> dict[str, Any]:
     subject = Subject(kind="installed" if kind == "installed" else "wheel", name=WHEEL, sha256=sha256)
+    interface_set = {"descriptor_set_sha256": interfaces, "packages": ["x.v1"]}
     return evidence_result(
-        summary(**kwargs), subject=subject, suite={"hardpoint": "0.1.0"}, interface_set={"packages": ["x.v1"]}
+        summary(**kwargs), subject=subject, suite={"hardpoint": "0.1.0"}, interface_set=interface_set
     )
 
 
@@ -143,7 +149,7 @@ def test_threshold_counts_distinct_trusted_signers(signer: CryptoSigner, strange
 
 def test_gate_accepts_evidence_carried_in_target_custom(signer: CryptoSigner, trusted: list[Key]) -> None:
     custom = {"hardpoint": {"manifest": {"name": "nav"}, "version": "1.0.0", "evidence": signed(signer)}}
-    assert check_evidence(custom, SHA, trusted).subject.sha256 == SHA
+    assert check_evidence(custom, SHA, trusted, interface_set_sha256=IFACES).subject.sha256 == SHA
 
 
 # ----- each refusal -----------------------------------------------------------------------------------
@@ -151,13 +157,13 @@ def test_gate_accepts_evidence_carried_in_target_custom(signer: CryptoSigner, tr
 
 def test_missing_evidence_is_refused_naming_module_target_and_role(trusted: list[Key]) -> None:
     custom = {"hardpoint": {"manifest": {"name": "nav"}, "version": "1.0.0"}}
-    message = refused(EvidenceMissingError, lambda: check_evidence(custom, SHA, trusted, target="acme/nav/x.whl",
-                                                                   role="acme"))  # fmt: skip
+    message = refused(EvidenceMissingError, lambda: check_evidence(custom, SHA, trusted, interface_set_sha256=IFACES,
+                                                                   target="acme/nav/x.whl", role="acme"))  # fmt: skip
     assert message.startswith("conformance evidence missing, target 'acme/nav/x.whl', role 'acme': module 'nav': ")
     assert f"no signed conformance evidence for the wheel with sha256 {SHA}" in message
     assert 'custom["hardpoint"]["evidence"]' in message
-    refused(EvidenceMissingError, lambda: check_evidence({}, SHA, trusted))
-    refused(EvidenceMissingError, lambda: check_evidence(None, SHA, trusted))
+    refused(EvidenceMissingError, lambda: check_evidence({}, SHA, trusted, interface_set_sha256=IFACES))
+    refused(EvidenceMissingError, lambda: check_evidence(None, SHA, trusted, interface_set_sha256=IFACES))
 
 
 def test_evidence_for_another_digest_is_refused(signer: CryptoSigner, trusted: list[Key]) -> None:
@@ -165,6 +171,47 @@ def test_evidence_for_another_digest_is_refused(signer: CryptoSigner, trusted: l
     message = refused(EvidenceDigestError, lambda: verify_evidence(envelope, wheel_sha256=SHA, trusted_keys=trusted))
     assert f"the evidence is for {WHEEL} (sha256 {OTHER_SHA}), not for the wheel with sha256 {SHA}" in message
     assert "module 'nav'" in message
+
+
+def test_evidence_for_another_interface_set_is_refused(signer: CryptoSigner, trusted: list[Key]) -> None:
+    # the pure comparison: the same set passes, another one is refused naming both (short) digests
+    check_interface_set(result(), IFACES)
+    check_interface_set(result(interfaces=IFACES.upper()), IFACES)  # hex digests compare case-insensitively
+    with pytest.raises(EvidenceInterfaceSetError) as caught:
+        check_interface_set(result(interfaces=OTHER_IFACES), IFACES, target="acme/nav/x.whl", role="acme")
+    message = str(caught.value)
+    assert message.startswith(
+        "conformance evidence for another interface set, target 'acme/nav/x.whl', role 'acme': module 'nav': "
+    ), message
+    assert f"evidence for interface set {OTHER_IFACES[:12]}, platform has {IFACES[:12]}" in message
+    assert "another hardpoint SDK" in message
+    assert (caught.value.evidence_interface_set, caught.value.platform_interface_set) == (OTHER_IFACES, IFACES)
+    assert isinstance(caught.value, EvidenceError)
+
+    # evidence naming no interface set cannot be shown to match: refused the same way
+    nameless = result()
+    del nameless["interface_set"]["descriptor_set_sha256"]
+    message = refused(EvidenceInterfaceSetError, lambda: check_interface_set(nameless, IFACES))
+    assert f"evidence for interface set (none), platform has {IFACES[:12]}" in message
+
+    # the gate always compares: signed, passing evidence of another set is refused, and passes on a platform
+    # carrying that set
+    custom = {"hardpoint": {"manifest": {"name": "nav"}, "evidence": signed(signer, interfaces=OTHER_IFACES)}}
+    refused(EvidenceInterfaceSetError, lambda: check_evidence(custom, SHA, trusted, interface_set_sha256=IFACES))
+    assert check_evidence(custom, SHA, trusted, interface_set_sha256=OTHER_IFACES).module == "nav"
+    # the interface set is judged before the verdicts: they were reached against other contracts
+    relaxed = {"hardpoint": {"evidence": signed(signer, interfaces=OTHER_IFACES, certified=False)}}
+    refused(EvidenceInterfaceSetError, lambda: check_evidence(relaxed, SHA, trusted, interface_set_sha256=IFACES))
+    refused(EvidenceNotCertifiedError, lambda: check_evidence(relaxed, SHA, trusted, interface_set_sha256=OTHER_IFACES))
+    # away from a platform (no interface set given) verify_evidence does not judge it
+    other = signed(signer, interfaces=OTHER_IFACES)
+    assert verify_evidence(other, wheel_sha256=SHA, trusted_keys=trusted).interface_set["descriptor_set_sha256"] == (
+        OTHER_IFACES
+    )
+    refused(
+        EvidenceInterfaceSetError,
+        lambda: verify_evidence(other, wheel_sha256=SHA, trusted_keys=trusted, interface_set_sha256=IFACES),
+    )
 
 
 def test_evidence_of_an_installed_module_cannot_pass_the_gate(signer: CryptoSigner, trusted: list[Key]) -> None:

@@ -8,7 +8,8 @@ hostile supplier would.
 - ``hardpoint release publish --evidence`` puts the envelope inline in the wheel's signed
   target (``custom["hardpoint"]["evidence"]``) and the update client sees it before download;
 - the gate (:func:`check_evidence`) judges a target from its signed metadata alone and refuses
-  missing, other-digest, unsigned, untrusted, failing and relaxed evidence, naming module and role;
+  missing, other-digest, other-interface-set, unsigned, untrusted, failing and relaxed evidence,
+  naming module and role;
 - the daemon with ``[update] require_evidence = true`` refuses such releases and installs the valid one.
 """
 
@@ -20,6 +21,7 @@ import json
 import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +33,19 @@ from typer.testing import CliRunner, Result
 
 from hardpoint_runtime._daemon import Daemon
 from hardpoint_runtime.cli import app
-from hardpoint_runtime.conformance._evidence import check_evidence, load_signer, load_trusted_keys, sign_evidence
+from hardpoint_runtime.conformance._evidence import (
+    check_evidence,
+    interface_set_version,
+    load_signer,
+    load_trusted_keys,
+    sign_evidence,
+)
 from hardpoint_runtime.update import UpdateClient, UpdateRepository
 from hardpoint_runtime.update._errors import (
     EvidenceDigestError,
     EvidenceError,
     EvidenceFailingError,
+    EvidenceInterfaceSetError,
     EvidenceMissingError,
     EvidenceNotCertifiedError,
     EvidenceUnsignedError,
@@ -55,6 +64,17 @@ def cli(*args: str | Path) -> Result:
 
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@cache
+def platform_interfaces() -> str:
+    """The interface set of this process's SDK: the daemon under test runs in this process too."""
+    digest: str = interface_set_version()["descriptor_set_sha256"]
+    return digest
+
+
+#: ``descriptor_set_sha256`` of another interface set (an older SDK whose NavState differs, say).
+OTHER_INTERFACES = hashlib.sha256(b"hardpoint 0.0.1 FileDescriptorSet, NavState without a covariance").hexdigest()
 
 
 @dataclass(frozen=True)
@@ -125,6 +145,11 @@ def _relaxed(result: dict[str, Any]) -> None:
     result["certified"] = False
 
 
+def _other_interfaces(result: dict[str, Any]) -> None:
+    assert result["interface_set"]["descriptor_set_sha256"] == platform_interfaces()  # the real run's, until now
+    result["interface_set"]["descriptor_set_sha256"] = OTHER_INTERFACES
+
+
 def _other_digest(evidence: Evidence) -> Any:
     other = {"kind": "wheel", "name": evidence.other_wheel.name, "sha256": sha256_of(evidence.other_wheel)}
     return _resigned(evidence, lambda r: r.update(subject=other))
@@ -135,6 +160,7 @@ VARIANTS: dict[str, Callable[[Evidence], Any]] = {
     "valid": lambda e: e.envelope,
     "missing": lambda e: None,
     "other_digest": _other_digest,
+    "other_interfaces": lambda e: _resigned(e, _other_interfaces),
     "unsigned": lambda e: {**e.envelope, "signatures": []},
     "untrusted": lambda e: _resigned(e, lambda r: None, load_signer(e.stranger_key)),
     "failing": lambda e: _resigned(e, _fail_one),
@@ -145,6 +171,10 @@ VARIANTS: dict[str, Callable[[Evidence], Any]] = {
 REFUSALS: dict[str, tuple[type[EvidenceError], str]] = {
     "missing": (EvidenceMissingError, "no signed conformance evidence for the wheel with sha256"),
     "other_digest": (EvidenceDigestError, "the evidence is for hp_mk_beacon-1.1-py3-none-any.whl"),
+    "other_interfaces": (
+        EvidenceInterfaceSetError,
+        f"evidence for interface set {OTHER_INTERFACES[:12]}, platform has ",
+    ),
     "unsigned": (EvidenceUnsignedError, "the DSSE envelope carries no signature"),
     "untrusted": (EvidenceUntrustedError, "signed only by untrusted key"),
     "failing": (EvidenceFailingError, "did not pass: test_manifest_valid [SDK-LC-001] failed: made to fail"),
@@ -200,7 +230,14 @@ def test_release_publish_evidence_travels_in_the_signed_target(
         info, role = client.target_info(out["target"])
         assert info.custom["hardpoint"]["evidence"] == evidence.envelope
         # the gate judges the release from the signed metadata alone: nothing under targets/ was fetched
-        statement = check_evidence(info.custom, info.hashes["sha256"], evidence.trusted, target=info.path, role=role)
+        statement = check_evidence(
+            info.custom,
+            info.hashes["sha256"],
+            evidence.trusted,
+            interface_set_sha256=platform_interfaces(),
+            target=info.path,
+            role=role,
+        )
         assert not [path for path in served.requests if path.startswith("/targets/")]
         assert statement.module == "beacon"
         assert statement.subject.sha256 == sha256_of(evidence.wheel)
@@ -252,7 +289,14 @@ def _signed_target(repo: UpdateRepository, target: str, tmp_path: Path) -> tuple
 def test_gate_accepts_valid_evidence_from_the_signed_target(evidence: Evidence, tmp_path: Path) -> None:
     repo, target = publish_variant(tmp_path, evidence, "valid")
     info, role = _signed_target(repo, target, tmp_path)
-    statement = check_evidence(info.custom, info.hashes["sha256"], evidence.trusted, target=target, role=role)
+    statement = check_evidence(
+        info.custom,
+        info.hashes["sha256"],
+        evidence.trusted,
+        interface_set_sha256=platform_interfaces(),
+        target=target,
+        role=role,
+    )
     assert statement.signed_by == (evidence.trusted[0].keyid,)
     assert statement.certified is True
 
@@ -263,7 +307,14 @@ def test_gate_refuses_before_download(evidence: Evidence, tmp_path: Path, name: 
     info, role = _signed_target(repo, target, tmp_path)
     kind, says = REFUSALS[name]
     with pytest.raises(kind) as caught:
-        check_evidence(info.custom, info.hashes["sha256"], evidence.trusted, target=target, role=role)
+        check_evidence(
+            info.custom,
+            info.hashes["sha256"],
+            evidence.trusted,
+            interface_set_sha256=platform_interfaces(),
+            target=target,
+            role=role,
+        )
     message = str(caught.value)
     assert message.startswith(f"{kind.cause}, target '{target}', role 'acme': module 'beacon': "), message
     assert says in message
@@ -276,7 +327,14 @@ def test_gate_refuses_before_download(evidence: Evidence, tmp_path: Path, name: 
 # ----- the daemon: [update] require_evidence = true ------------------------------------------------------------
 
 #: Version of beacon published with each kind of evidence; 2.0 carries the real, valid evidence.
-DAEMON_RELEASES = {"1.1": "missing", "1.2": "other_digest", "1.3": "unsigned", "1.4": "untrusted", "1.5": "failing"}
+DAEMON_RELEASES = {
+    "1.1": "missing",
+    "1.2": "other_digest",
+    "1.3": "unsigned",
+    "1.4": "untrusted",
+    "1.5": "failing",
+    "1.6": "other_interfaces",
+}
 
 
 def _for_wheel(evidence: Evidence, wheel: Path, name: str) -> Any:
@@ -292,6 +350,8 @@ def _for_wheel(evidence: Evidence, wheel: Path, name: str) -> Any:
         return _resigned(evidence, lambda r: r.update(subject=subject), load_signer(evidence.stranger_key))
     if name == "failing":
         return _resigned(evidence, lambda r: (r.update(subject=subject), _fail_one(r)))
+    if name == "other_interfaces":  # certified against another SDK's contracts, signed by the trusted signer
+        return _resigned(evidence, lambda r: (r.update(subject=subject), _other_interfaces(r)))
     raise ValueError(name)
 
 
@@ -304,7 +364,7 @@ class GatedRepo:
 
 @pytest.fixture(scope="module")
 def gated_repo(evidence: Evidence, tmp_path_factory: pytest.TempPathFactory) -> GatedRepo:
-    """beacon 1.1-1.5 each with bad evidence, 2.0 with the real evidence, signed by the supplier acme."""
+    """beacon 1.1-1.6 each with bad evidence, 2.0 with the real evidence, signed by the supplier acme."""
     work = tmp_path_factory.mktemp("gated-repo")
     wheels = tmp_path_factory.getbasetemp() / "modkit-wheels"
     repo = UpdateRepository.create(work / "repo", keys_dir=work / "keys")
@@ -394,6 +454,10 @@ DAEMON_REFUSALS = {
     "1.3": ("EvidenceUnsignedError", "the DSSE envelope carries no signature"),
     "1.4": ("EvidenceUntrustedError", "signed only by untrusted key"),
     "1.5": ("EvidenceFailingError", "test_manifest_valid [SDK-LC-001] failed"),
+    "1.6": (
+        "EvidenceInterfaceSetError",
+        f"evidence for interface set {OTHER_INTERFACES[:12]}, platform has {platform_interfaces()[:12]}",
+    ),
 }
 
 

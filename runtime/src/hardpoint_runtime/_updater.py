@@ -204,8 +204,9 @@ def check_evidence(
 ) -> None:
     """The conformance-evidence gate (issue 6), before download: signed, passing evidence for this wheel.
 
-    Implemented by ``hardpoint_runtime.conformance._evidence`` (imported here lazily: the gate is off by
-    default). Fails closed when that implementation is not available.
+    The evidence must be for the interface set this runtime's SDK carries (CF-EV-033). Implemented by
+    ``hardpoint_runtime.conformance._evidence`` (imported here lazily: the gate is off by default). Fails
+    closed when that implementation is not available.
 
     :raises EvidenceError: missing or unacceptable evidence (names cause, module and role).
     """
@@ -218,7 +219,11 @@ def check_evidence(
             "the conformance evidence gate is required but not available in this runtime", target=target, role=role
         ) from e
     trusted = evidence.load_trusted_keys(keys)
-    evidence.check_evidence(target_custom, wheel_sha256, trusted, target=target, role=role)
+    # the IO half of the comparison: the platform's interface set is the one loaded in this process
+    platform = evidence.interface_set_version()["descriptor_set_sha256"]
+    evidence.check_evidence(
+        target_custom, wheel_sha256, trusted, interface_set_sha256=platform, target=target, role=role
+    )
 
 
 def _crash_point(step: str) -> None:

@@ -24,8 +24,10 @@
 ``application/vnd.in-toto+json``) signed with a ``securesystemslib`` signer.
 :func:`verify_evidence` checks, in this order, so no unsigned content is ever
 judged: envelope shape, trusted signatures (threshold), statement and predicate
-type, subject digest, verdicts, certified flag. :func:`check_evidence` is the
-gate the daemon runs on a TUF target's signed custom metadata before download.
+type, subject digest, interface set (when the caller names the platform's),
+verdicts, certified flag. :func:`check_evidence` is the gate the daemon runs on
+a TUF target's signed custom metadata before download; it always compares the
+evidence's interface set with the platform's (:func:`check_interface_set`).
 
 The sign/verify/gate functions are pure (no IO besides their arguments); the
 IO helpers (digests of files, key files, the suite and interface-set versions)
@@ -52,6 +54,7 @@ from hardpoint_runtime.update._errors import (
     EvidenceDigestError,
     EvidenceError,
     EvidenceFailingError,
+    EvidenceInterfaceSetError,
     EvidenceKeyError,
     EvidenceMalformedError,
     EvidenceMissingError,
@@ -69,6 +72,7 @@ __all__ = [
     "EvidenceStatement",
     "Subject",
     "check_evidence",
+    "check_interface_set",
     "envelope_subjects",
     "evidence_from_custom",
     "evidence_result",
@@ -347,6 +351,56 @@ def _check_subject(statement: dict[str, Any], wheel_sha256: str, ctx: _Context, 
     )
 
 
+def _short(digest: str | None) -> str:
+    return digest[:12] if digest else "(none)"
+
+
+def _check_interface_set(predicate: Mapping[str, Any], platform_sha256: str, ctx: _Context, module: str) -> None:
+    interface_set = predicate.get("interface_set")
+    named = interface_set.get("descriptor_set_sha256") if isinstance(interface_set, Mapping) else None
+    evidence_sha256 = named.lower() if isinstance(named, str) and named else None
+    platform = platform_sha256.lower()
+    if evidence_sha256 == platform:
+        return
+    # verdicts reached against other contracts (another hardpoint SDK) say nothing about this platform's
+    why = (
+        "the checks ran against other interface contracts (another hardpoint SDK): certify the module "
+        "with this platform's SDK"
+        if evidence_sha256
+        else "the evidence names no interface_set.descriptor_set_sha256, so it cannot be shown to match"
+    )
+    raise EvidenceInterfaceSetError(
+        f"evidence for interface set {_short(evidence_sha256)}, platform has {_short(platform)}: {why}",
+        evidence_interface_set=evidence_sha256,
+        platform_interface_set=platform,
+        module=module,
+        wheel_sha256=ctx.wheel_sha256,
+        target=ctx.target,
+        role=ctx.role,
+    )
+
+
+def check_interface_set(
+    predicate: Mapping[str, Any],
+    platform_sha256: str,
+    *,
+    module: str | None = None,
+    wheel_sha256: str | None = None,
+    target: str | None = None,
+    role: str | None = None,
+) -> None:
+    """Refuse evidence whose ``interface_set.descriptor_set_sha256`` is not the platform's (CF-EV-033).
+
+    ``predicate`` is the signed statement's predicate (the run's JSON result);
+    ``platform_sha256`` is ``interface_set_version()["descriptor_set_sha256"]``
+    of the platform's process. Pure: the caller computes the platform's digest.
+
+    :raises EvidenceInterfaceSetError: the digests differ, or the evidence names none.
+    """
+    ctx = _Context(module=module, wheel_sha256=wheel_sha256, target=target, role=role)
+    _check_interface_set(predicate, platform_sha256, ctx, str(predicate.get("module") or module or ""))
+
+
 def _failing(checks: Iterable[Any]) -> list[str]:
     failing = []
     for check in checks:
@@ -395,6 +449,7 @@ def _verify(
     wheel_sha256: str,
     trusted_keys: Sequence[Key],
     threshold: int,
+    interface_set_sha256: str | None,
     ctx: _Context,
 ) -> EvidenceStatement:
     envelope = _envelope(envelope_json, ctx)
@@ -403,6 +458,8 @@ def _verify(
     predicate = statement["predicate"]
     module = str(predicate.get("module") or ctx.module or "")
     subject = _check_subject(statement, wheel_sha256, ctx, module)
+    if interface_set_sha256 is not None:
+        _check_interface_set(predicate, interface_set_sha256, ctx, module)
     _check_verdicts(predicate, ctx, module)
     return EvidenceStatement(
         subject=subject,
@@ -423,24 +480,36 @@ def verify_evidence(
     wheel_sha256: str,
     trusted_keys: Sequence[Key],
     threshold: int = 1,
+    interface_set_sha256: str | None = None,
 ) -> EvidenceStatement:
     """Verify signed evidence for the wheel whose sha256 is ``wheel_sha256``.
 
     Passes only when at least ``threshold`` distinct ``trusted_keys`` signed the
     envelope, the statement is hardpoint conformance evidence whose subject has
-    this digest, the run was certified and every check passed.
+    this digest, the run was certified and every check passed. With
+    ``interface_set_sha256`` (a platform's ``descriptor_set_sha256``) the
+    evidence must also name that interface set; without it (verifying away from
+    the platform) the interface set is not judged.
 
     :raises EvidenceMalformedError: not a DSSE envelope of an in-toto statement with :data:`PREDICATE_TYPE`.
     :raises EvidenceUnsignedError: no signature.
     :raises EvidenceUntrustedError: fewer than ``threshold`` signatures of trusted keys.
     :raises EvidenceSignatureError: a trusted key's signature does not verify (tampered).
     :raises EvidenceDigestError: the evidence is for another wheel, or for an installed module.
+    :raises EvidenceInterfaceSetError: ``interface_set_sha256`` given and the evidence names another (or none).
     :raises EvidenceNotCertifiedError: a relaxed run.
     :raises EvidenceFailingError: a check did not pass (they are named with their requirement IDs).
     :raises ValueError: ``threshold`` is below 1.
     """
     ctx = _Context(wheel_sha256=wheel_sha256)
-    return _verify(envelope_json, wheel_sha256=wheel_sha256, trusted_keys=trusted_keys, threshold=threshold, ctx=ctx)
+    return _verify(
+        envelope_json,
+        wheel_sha256=wheel_sha256,
+        trusted_keys=trusted_keys,
+        threshold=threshold,
+        interface_set_sha256=interface_set_sha256,
+        ctx=ctx,
+    )
 
 
 def evidence_from_custom(target_custom: Mapping[str, Any] | None) -> Any:
@@ -454,6 +523,7 @@ def check_evidence(
     wheel_sha256: str,
     trusted_keys: Sequence[Key],
     *,
+    interface_set_sha256: str,
     threshold: int = 1,
     target: str | None = None,
     role: str | None = None,
@@ -464,10 +534,13 @@ def check_evidence(
     ``custom["hardpoint"]["evidence"]`` (put there by ``hardpoint release publish
     --evidence``). ``wheel_sha256`` is the wheel digest, which is the ``sha256``
     of the signed target's hashes, so the gate runs before the payload is
-    downloaded. ``target`` and ``role`` (TUF target path and signing role) only
-    go into the error messages.
+    downloaded. ``interface_set_sha256`` is the platform's own interface set
+    (``interface_set_version()["descriptor_set_sha256"]`` in the daemon's
+    process), required so the gate never skips the comparison. ``target`` and
+    ``role`` (TUF target path and signing role) only go into the error messages.
 
     :raises EvidenceMissingError: the target carries no evidence.
+    :raises EvidenceInterfaceSetError: the evidence is for another interface set than ``interface_set_sha256``.
     :raises EvidenceError: any refusal of :func:`verify_evidence`, naming the module and what is missing.
     """
     hardpoint = target_custom.get("hardpoint") if isinstance(target_custom, Mapping) else None
@@ -481,7 +554,14 @@ def check_evidence(
             f"no signed conformance evidence for the wheel with sha256 {wheel_sha256} "
             '(expected custom["hardpoint"]["evidence"]: publish with hardpoint release publish --evidence)',
         )
-    return _verify(envelope, wheel_sha256=wheel_sha256, trusted_keys=trusted_keys, threshold=threshold, ctx=ctx)
+    return _verify(
+        envelope,
+        wheel_sha256=wheel_sha256,
+        trusted_keys=trusted_keys,
+        threshold=threshold,
+        interface_set_sha256=interface_set_sha256,
+        ctx=ctx,
+    )
 
 
 # ----- IO helpers: digests, keys, versions ------------------------------------------------------

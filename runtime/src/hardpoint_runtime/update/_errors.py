@@ -22,6 +22,7 @@
             │   └── EvidenceUnsignedError  no signature at all
             ├── EvidenceSignatureError     a trusted key's signature does not verify (tampered payload)
             ├── EvidenceDigestError        the evidence is for another wheel digest
+            ├── EvidenceInterfaceSetError  the evidence is for another interface set than the platform's
             ├── EvidenceFailingError       a verdict is not a pass
             ├── EvidenceNotCertifiedError  the run was not certified (skips allowed)
             └── EvidenceKeyError           a signing or trusted key file cannot be used
@@ -38,6 +39,7 @@ __all__ = [
     "EvidenceDigestError",
     "EvidenceError",
     "EvidenceFailingError",
+    "EvidenceInterfaceSetError",
     "EvidenceKeyError",
     "EvidenceMalformedError",
     "EvidenceMissingError",
@@ -223,6 +225,29 @@ class EvidenceDigestError(EvidenceError):
     """The evidence is about another wheel (its subject digest differs from the wheel's sha256)."""
 
     cause = "conformance evidence for another wheel"
+
+
+class EvidenceInterfaceSetError(EvidenceError):
+    """The evidence was produced against another interface set than the platform's (another SDK's contracts)."""
+
+    cause = "conformance evidence for another interface set"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        evidence_interface_set: str | None = None,
+        platform_interface_set: str | None = None,
+        module: str | None = None,
+        wheel_sha256: str | None = None,
+        target: str | None = None,
+        role: str | None = None,
+    ) -> None:
+        super().__init__(detail, module=module, wheel_sha256=wheel_sha256, target=target, role=role)
+        #: The ``descriptor_set_sha256`` the evidence names (None when it names none).
+        self.evidence_interface_set = evidence_interface_set
+        #: The platform's own ``descriptor_set_sha256``.
+        self.platform_interface_set = platform_interface_set
 
 
 class EvidenceFailingError(EvidenceError):
