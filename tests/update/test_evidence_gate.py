@@ -286,10 +286,10 @@ def _signed_target(repo: UpdateRepository, target: str, tmp_path: Path) -> tuple
         return client.target_info(target)
 
 
-def test_gate_accepts_valid_evidence_from_the_signed_target(evidence: Evidence, tmp_path: Path) -> None:
-    repo, target = publish_variant(tmp_path, evidence, "valid")
+def _gate(evidence: Evidence, repo: UpdateRepository, target: str, tmp_path: Path) -> Any:
+    """The daemon's gate on ``target`` as the signed metadata carries it, against this platform's interfaces."""
     info, role = _signed_target(repo, target, tmp_path)
-    statement = check_evidence(
+    return check_evidence(
         info.custom,
         info.hashes["sha256"],
         evidence.trusted,
@@ -297,6 +297,11 @@ def test_gate_accepts_valid_evidence_from_the_signed_target(evidence: Evidence, 
         target=target,
         role=role,
     )
+
+
+def test_gate_accepts_valid_evidence_from_the_signed_target(evidence: Evidence, tmp_path: Path) -> None:
+    repo, target = publish_variant(tmp_path, evidence, "valid")
+    statement = _gate(evidence, repo, target, tmp_path)
     assert statement.signed_by == (evidence.trusted[0].keyid,)
     assert statement.certified is True
 
@@ -304,17 +309,9 @@ def test_gate_accepts_valid_evidence_from_the_signed_target(evidence: Evidence, 
 @pytest.mark.parametrize("name", sorted(REFUSALS))
 def test_gate_refuses_before_download(evidence: Evidence, tmp_path: Path, name: str) -> None:
     repo, target = publish_variant(tmp_path, evidence, name)
-    info, role = _signed_target(repo, target, tmp_path)
     kind, says = REFUSALS[name]
     with pytest.raises(kind) as caught:
-        check_evidence(
-            info.custom,
-            info.hashes["sha256"],
-            evidence.trusted,
-            interface_set_sha256=platform_interfaces(),
-            target=target,
-            role=role,
-        )
+        _gate(evidence, repo, target, tmp_path)
     message = str(caught.value)
     assert message.startswith(f"{kind.cause}, target '{target}', role 'acme': module 'beacon': "), message
     assert says in message
