@@ -441,7 +441,7 @@ def shim_drainer(
                 raise RuntimeError(f"dds_take failed: {taken}")
             for data, info in taken:
                 if info.valid_data:
-                    on_msg(parse(decode(data)[8]))
+                    on_msg(parse(decode(data, 0)[8]))
             if len(taken) < TAKE_MAX:
                 return
 

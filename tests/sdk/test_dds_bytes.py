@@ -184,22 +184,22 @@ def test_struct_codec_is_byte_identical_to_the_library(keyed: bool, fields: dict
     ours = encoder.encode(key, seq, count, stamp_ns, payload)
     assert ours == padded(sample.serialize(endianness=Endianness.Little, use_version_2=False))
     assert encoder.encode(key, seq, count, stamp_ns, payload) == ours  # from the prefix cache
-    decode = _bytes.make_decoder(lambda fields: cls(*fields), cls.deserialize)
-    assert decode(ours) == sample
-    assert type(decode(ours).payload) is bytes
+    decode = _bytes.make_decoder(lambda fields: cls(*fields[:9]), cls.deserialize)
+    assert decode(ours, 0) == sample
+    assert type(decode(ours, 0).payload) is bytes
     for version_2, endianness in ((True, Endianness.Little), (False, Endianness.Big), (True, Endianness.Big)):
         other = sample.serialize(endianness=endianness, use_version_2=version_2)
-        assert decode(other) == sample  # not what hardpoint writes: decoded by the library
+        assert decode(other, 0) == sample  # not what hardpoint writes: decoded by the library
 
 
 def test_struct_codec_rejects_what_does_not_fit() -> None:
     encoder = _bytes.EnvelopeEncoder(source="s", epoch=1, interface="i", schema_id="x")
     with pytest.raises(Exception, match=r"format requires|out of range|argument"):
         encoder.encode("", -1, 1, 0, b"")
-    decode = _bytes.make_decoder(lambda fields: Envelope(*fields), Envelope.deserialize)
+    decode = _bytes.make_decoder(lambda fields: Envelope(*fields[:9]), Envelope.deserialize)
     data = encoder.encode("", 1, 1, 0, b"0123456789")
     with pytest.raises((ValueError, IndexError)):
-        decode(data[:-8])
+        decode(data[:-8], 0)
 
 
 # -- the decoder's remembered layouts -----------------------------------------------------
@@ -244,7 +244,7 @@ def test_remembered_layouts_decode_as_the_library(samples: list[tuple[Any, ...]]
     (non-zero padding, other encodings) or are truncated. Every one decodes to what the library decodes,
     or (truncated) is refused.
     """
-    decode = _bytes.make_decoder(lambda fields: Envelope(*fields), Envelope.deserialize)
+    decode = _bytes.make_decoder(lambda fields: Envelope(*fields[:9]), Envelope.deserialize)
     encoders = [
         _bytes.EnvelopeEncoder(source=src, epoch=ep, interface=iface, schema_id=sid)
         for src, ep, iface, sid in LAYOUT_WRITERS
@@ -263,10 +263,10 @@ def test_remembered_layouts_decode_as_the_library(samples: list[tuple[Any, ...]]
             data = sample.serialize(endianness=Endianness.Big, use_version_2=False)
         if change == "truncated":  # the library returns what is left of the payload; ours refuses it
             with pytest.raises((ValueError, struct.error, IndexError)):
-                decode(data)
+                decode(data, 0)
             continue
         assert Envelope.deserialize(data) == sample
-        assert decode(data) == sample
+        assert decode(data, 0) == sample
 
 
 # -- over DDS ---------------------------------------------------------------------------
@@ -316,8 +316,8 @@ def test_raw_write_and_take_over_dds(participant: DomainParticipant) -> None:
         assert _bytes.write(writer._ref, encoder.encode(f"key{seq}", seq, 1, seq, payload)) == 0
     got = take_all(library_reader, len(payloads))
     assert [(s.key, s.seq, s.payload) for s in got] == [(f"key{i}", i, p) for i, p in enumerate(payloads, start=1)]
-    decode = _bytes.make_decoder(lambda fields: KeyedEnvelope(*fields), KeyedEnvelope.deserialize)
+    decode = _bytes.make_decoder(lambda fields: KeyedEnvelope(*fields[:9]), KeyedEnvelope.deserialize)
     taken = _bytes.take(raw_reader._ref, 64)
     assert not isinstance(taken, int)
-    assert [decode(data) for data, info in taken if info.valid_data] == got
+    assert [decode(data, 0) for data, info in taken if info.valid_data] == got
     assert _bytes.take(-1, 1) == -3  # DDS_RETCODE_BAD_PARAMETER

@@ -12,9 +12,9 @@ EXPECTED = {
     "BatchPolicy", "Bus", "Channel", "ContractError", "CycloneTransport", "FieldRule", "Frame", "FrameReader",
     "FrameWriter", "HardpointError", "InterfaceSpec", "LifecycleError", "Manifest", "ManifestError",
     "ModuleContext", "ModuleError", "ModuleHost", "Publisher", "PublisherCounters", "QosClass", "QosError",
-    "SampleInfo", "SchemaRecord", "State", "Subscription", "SubscriptionCounters", "Timer", "Transition",
-    "Transport", "TransportError", "UndeclaredInterfaceError", "__version__", "all_interfaces", "hookimpl",
-    "interface_spec", "STAGED_PREFIX",
+    "SampleInfo", "SchemaRecord", "SchemaRefusal", "State", "Subscription", "SubscriptionCounters", "Timer",
+    "Transition", "Transport", "TransportError", "UndeclaredInterfaceError", "__version__", "all_interfaces",
+    "check_schema_record", "hookimpl", "interface_spec", "STAGED_PREFIX",
 }  # fmt: skip
 
 

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from hardpoint._host import ModuleContext, ModuleHost
     from hardpoint._lifecycle import State, Transition
     from hardpoint._manifest import Manifest
+    from hardpoint._schemas import SchemaRefusal, check_schema_record
     from hardpoint._transport import Channel, Frame, FrameReader, FrameWriter, SchemaRecord, Timer, Transport
     from hardpoint.hookspecs import hookimpl
 
@@ -70,6 +71,7 @@ __all__ = [
     "QosError",
     "SampleInfo",
     "SchemaRecord",
+    "SchemaRefusal",
     "State",
     "Subscription",
     "SubscriptionCounters",
@@ -80,6 +82,7 @@ __all__ = [
     "UndeclaredInterfaceError",
     "__version__",
     "all_interfaces",
+    "check_schema_record",
     "hookimpl",
     "interface_spec",
 ]
@@ -118,6 +121,7 @@ _WHERE = {
     **dict.fromkeys(["ModuleContext", "ModuleHost"], "hardpoint._host"),
     **dict.fromkeys(["State", "Transition"], "hardpoint._lifecycle"),
     "Manifest": "hardpoint._manifest",
+    **dict.fromkeys(["SchemaRefusal", "check_schema_record"], "hardpoint._schemas"),
     **dict.fromkeys(
         ["Channel", "Frame", "FrameReader", "FrameWriter", "SchemaRecord", "Timer", "Transport"], "hardpoint._transport"
     ),

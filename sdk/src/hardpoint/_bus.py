@@ -22,7 +22,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, Final, Generic, TypeVar
 
@@ -31,6 +31,7 @@ from google.protobuf.message import DecodeError, Message
 from hardpoint._batch import batch_type, item_prefix
 from hardpoint._contracts import InterfaceSpec, QosClass, file_descriptor_set, interface_spec
 from hardpoint._errors import HardpointError, QosError, TransportError, UndeclaredInterfaceError
+from hardpoint._identity import Intruder, Roster, SourceBinding, roster_lookup
 from hardpoint._transport import Channel, Frame, FrameReader, FrameWriter, SchemaRecord, Transport
 
 __all__ = [
@@ -111,6 +112,10 @@ class SampleInfo:
     interface: str
     schema_id: str
     key: str
+    #: GUID of the DDS writer that sent it, as the transport knows it ("" when the transport cannot tell).
+    writer: str = ""
+    #: GUID of that writer's participant (its process), same form.
+    participant: str = ""
 
     def to_proto(self) -> Message:
         """The header as a ``hardpoint.core.v1.Header`` message."""
@@ -148,6 +153,7 @@ class SubscriptionCounters:
     wrong_interface: int = 0  #: messages whose interface name differs from the subscription's
     schema_mismatch: int = 0  #: messages whose schema id differs from the local schema
     duplicates: int = 0  #: messages whose sequence number was already seen from that writer
+    impersonation: int = 0  #: messages from a writer claiming a source bound to another writer (SDK-BUS-ID-002)
     lost: int = 0  #: sequence numbers skipped by a writer (gaps)
     callback_errors: int = 0  #: messages whose callback raised
 
@@ -157,7 +163,7 @@ class SubscriptionCounters:
     @property
     def rejected(self) -> int:
         """All messages refused before reaching module code."""
-        return self.undecodable + self.wrong_interface + self.schema_mismatch + self.duplicates
+        return self.undecodable + self.wrong_interface + self.schema_mismatch + self.duplicates + self.impersonation
 
 
 def _key_function(spec: InterfaceSpec) -> Callable[[Message], str] | None:
@@ -411,7 +417,10 @@ class Subscription(Generic[M]):
         self._parse = spec.message_type.FromString
         self._now_ns = bus.transport.now_ns
         self._plain_callback = callback if callback is not None and not with_info else None
-        self._seqs: dict[tuple[str, int, str], int] = {}
+        #: Last sequence number per (writer handle, source, epoch, key): a writer's numbers never touch another's.
+        self._seqs: dict[tuple[int, str, int, str], int] = {}
+        #: Which writer may speak for which source on this topic (set when the reader is attached).
+        self._binding: SourceBinding | None = None
         self._queue: deque[Any] = deque(maxlen=queue_depth)
         self._ready = threading.Condition()
         self._reader: FrameReader | None = None
@@ -422,6 +431,17 @@ class Subscription(Generic[M]):
 
     def _attach(self, reader: FrameReader) -> None:
         self._reader = reader
+        self._binding = SourceBinding(reader.writer_identity, self._bus._allowed_participants)
+
+    def _reset_identities(self) -> None:
+        """The roster changed: judge every writer again on its next frame (Bus.set_roster)."""
+        self._seqs = {}
+        if self._binding is not None:
+            self._binding.reset()
+
+    def intruders(self) -> list[Intruder]:
+        """Writers refused for claiming a source bound to another writer, most refused first."""
+        return [] if self._binding is None else self._binding.snapshot()
 
     def close(self) -> None:
         """Stop receiving."""
@@ -457,7 +477,7 @@ class Subscription(Generic[M]):
                 # number of a writer already seen. It passes every check of _check (in the same order,
                 # with nothing to count), so only the parse is left; any other frame goes to _check.
                 if frame.count == 1 and frame.interface == self._name and frame.schema_id == self._schema_id:
-                    track = (frame.source, frame.epoch, frame.key)
+                    track = (frame.writer, frame.source, frame.epoch, frame.key)
                     seq = frame.seq
                     if self._seqs.get(track, -2) == seq - 1:
                         self._seqs[track] = seq
@@ -506,6 +526,10 @@ class Subscription(Generic[M]):
         if count < 1 or count > MAX_BATCH:
             c.undecodable += 1
             return None
+        binding = self._binding
+        if binding is not None and not binding.admit(frame.writer, frame.source, count):
+            c.impersonation += count
+            return None
         if not self._sequence_ok(frame, count):
             return None
         try:
@@ -521,7 +545,7 @@ class Subscription(Generic[M]):
         return items
 
     def _sequence_ok(self, frame: Frame, count: int) -> bool:
-        track = (frame.source, frame.epoch, frame.key)
+        track = (frame.writer, frame.source, frame.epoch, frame.key)
         seqs = self._seqs
         last = seqs.get(track)
         seq = frame.seq
@@ -541,15 +565,18 @@ class Subscription(Generic[M]):
         callback = self._callback
         if self._with_info:
             base = frame.seq
+            ident = None if self._binding is None or not frame.writer else self._binding.identity(frame.writer)
+            guid, participant = (ident.guid, ident.participant) if ident is not None else ("", "")
             pairs = [
                 (
                     m,
                     SampleInfo(
-                        frame.source, frame.epoch, base + i, frame.stamp_ns, frame.interface, frame.schema_id, frame.key
+                        frame.source, frame.epoch, base + i, frame.stamp_ns, frame.interface, frame.schema_id,
+                        frame.key, guid, participant,
                     ),
                 )
                 for i, m in enumerate(messages)
-            ]
+            ]  # fmt: skip
             items: Sequence[Any] = pairs
         else:
             items = messages
@@ -619,6 +646,8 @@ class Bus:
         self._after_delivery: list[Publisher[Any]] = []
         #: Publishing is allowed only while this is true (the module is active).
         self.active = True
+        #: Participants allowed to write as each module the local daemon supervises (SDK-BUS-ID-004).
+        self._roster_of: Callable[[str], Collection[str] | None] = roster_lookup({})
 
     # -- publishing -----------------------------------------------------------
 
@@ -766,6 +795,23 @@ class Bus:
         sub._attach(self.transport.open_reader(channel, sub._on_frames))
         self._subscriptions.append(sub)
         return sub
+
+    # -- writer identity --------------------------------------------------------
+
+    def set_roster(self, roster: Roster) -> None:
+        """Name the participants allowed to write as each module (SDK-BUS-ID-004); replaces the previous roster.
+
+        A source the roster names is admitted only from a writer of one of its
+        participants; any other source is bound to its first live writer. Every
+        subscription judges each writer again from its next frame on. The
+        daemon pushes its roster of the modules it supervises to each of them.
+        """
+        self._roster_of = roster_lookup(roster)
+        for sub in list(self._subscriptions):
+            sub._reset_identities()
+
+    def _allowed_participants(self, source: str) -> Collection[str] | None:
+        return self._roster_of(source)
 
     # -- counters and errors --------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
+import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,16 @@ from typing import Final
 
 from hardpoint._contracts import QosClass
 from hardpoint._errors import TransportError
-from hardpoint._transport import Channel, Frame, FrameReader, FrameWriter, SchemaRecord, Timer, Transport
+from hardpoint._transport import (
+    Channel,
+    Frame,
+    FrameReader,
+    FrameWriter,
+    SchemaRecord,
+    Timer,
+    Transport,
+    WriterIdentity,
+)
 
 __all__ = ["InMemoryTransport", "MemoryFrame"]
 
@@ -40,6 +50,8 @@ class MemoryFrame:
     interface: str
     schema_id: str
     payload: bytes
+    #: Handle of the writer that sent it; 0 (the default for injected frames): unknown, not checked.
+    writer: int = 0
 
 
 class _Reader(FrameReader):
@@ -53,23 +65,31 @@ class _Reader(FrameReader):
         self.closed = True
         self.transport._remove_reader(self)
 
+    def writer_identity(self, writer: int) -> WriterIdentity | None:
+        return self.transport._live_writers.get(writer)
+
 
 class _Writer(FrameWriter):
-    def __init__(self, transport: InMemoryTransport, channel: Channel) -> None:
+    def __init__(self, transport: InMemoryTransport, channel: Channel, participant: str) -> None:
         self.transport = transport
         self.channel = channel
         self.closed = False
+        self.handle = next(transport._handles)
+        self.identity = WriterIdentity(uuid.uuid4().hex, participant)
+        transport._live_writers[self.handle] = self.identity
 
     def write(self, key: str, seq: int, count: int, stamp_ns: int, payload: bytes) -> None:
         if self.closed:
             raise TransportError(f"write on closed writer of topic {self.channel.topic}")
         c = self.channel
         self.transport.inject(
-            c.topic, MemoryFrame(key, c.source, c.epoch, seq, count, stamp_ns, c.interface, c.schema_id, payload)
+            c.topic,
+            MemoryFrame(key, c.source, c.epoch, seq, count, stamp_ns, c.interface, c.schema_id, payload, self.handle),
         )
 
     def close(self) -> None:
         self.closed = True
+        self.transport._live_writers.pop(self.handle, None)
 
 
 class _Timer(Timer):
@@ -102,16 +122,27 @@ class InMemoryTransport(Transport):
         self._order = itertools.count()
         self._schemas: dict[str, SchemaRecord] = {}
         self._closed = False
+        self._participant = uuid.uuid4().hex
+        self._handles = itertools.count(1)
+        #: Identities of the writers not yet closed, by handle (what DDS discovery knows).
+        self._live_writers: dict[int, WriterIdentity] = {}
         #: Every frame written, by topic, for assertions in tests.
         self.written: dict[str, list[Frame]] = {}
 
     # -- Transport ------------------------------------------------------------
 
     def open_writer(self, channel: Channel) -> FrameWriter:
+        return self._open_writer(channel, self._participant)
+
+    def _open_writer(self, channel: Channel, participant: str) -> FrameWriter:
         self._check_open()
         if channel.qos is QosClass.STATE:
             self._state_topics.add(channel.topic)
-        return _Writer(self, channel)
+        return _Writer(self, channel, participant)
+
+    @property
+    def participant(self) -> str:
+        return self._participant
 
     def open_reader(self, channel: Channel, deliver: Callable[[Sequence[Frame]], None]) -> FrameReader:
         self._check_open()
@@ -147,6 +178,14 @@ class InMemoryTransport(Transport):
         self._pending.clear()
 
     # -- test controls ----------------------------------------------------------
+
+    def peer(self) -> Transport:
+        """Another participant on this bus (another process, on DDS): same topics, clock and timers.
+
+        Its writers have identities of their own, so tests can put a second
+        module, or an impersonator, beside the first. Closing it closes its writers.
+        """
+        return _Peer(self)
 
     def inject(self, topic: str, frame: Frame) -> None:
         """Put ``frame`` on ``topic`` as if a writer had sent it (raw, unchecked)."""
@@ -204,3 +243,41 @@ class InMemoryTransport(Transport):
         finally:
             with self._lock:
                 self._draining = False
+
+
+class _Peer(Transport):
+    """A second participant on an :class:`InMemoryTransport`'s bus (:meth:`InMemoryTransport.peer`)."""
+
+    def __init__(self, bus: InMemoryTransport) -> None:
+        self._bus = bus
+        self._participant = uuid.uuid4().hex
+        self._writers: list[FrameWriter] = []
+
+    def open_writer(self, channel: Channel) -> FrameWriter:
+        writer = self._bus._open_writer(channel, self._participant)
+        self._writers.append(writer)
+        return writer
+
+    def open_reader(self, channel: Channel, deliver: Callable[[Sequence[Frame]], None]) -> FrameReader:
+        return self._bus.open_reader(channel, deliver)
+
+    def call_later(self, delay_s: float, callback: Callable[[], None], *, period_s: float | None = None) -> Timer:
+        return self._bus.call_later(delay_s, callback, period_s=period_s)
+
+    def now_ns(self) -> int:
+        return self._bus.now_ns()
+
+    def announce_schema(self, record: SchemaRecord) -> None:
+        self._bus.announce_schema(record)
+
+    def schemas(self) -> list[SchemaRecord]:
+        return self._bus.schemas()
+
+    @property
+    def participant(self) -> str:
+        return self._participant
+
+    def close(self) -> None:
+        writers, self._writers = self._writers, []
+        for writer in writers:
+            writer.close()

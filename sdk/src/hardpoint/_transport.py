@@ -30,6 +30,7 @@ __all__ = [
     "SchemaRecord",
     "Timer",
     "Transport",
+    "WriterIdentity",
 ]
 
 
@@ -59,6 +60,14 @@ class Frame(Protocol):
     def schema_id(self) -> str: ...
     @property
     def payload(self) -> bytes: ...
+    @property
+    def writer(self) -> int:
+        """The transport's handle of the writer that sent this frame (its DDS publication handle); 0: unknown.
+
+        Unlike ``source``, which the sample claims, this is what the transport
+        itself knows: the SDK binds each claimed source to it (SDK-BUS-ID-*).
+        """
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +101,16 @@ class SchemaRecord:
     descriptor_set: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class WriterIdentity:
+    """Who a writer is, as the transport knows it (DDS discovery), never as its samples claim."""
+
+    #: The writer's GUID, 32 lowercase hex digits (``uuid.UUID.hex``).
+    guid: str
+    #: The GUID of the participant (process, on DDS) the writer belongs to, same form.
+    participant: str
+
+
 class FrameWriter(abc.ABC):
     """Writes frames on one topic; the header fields fixed per writer come from its Channel."""
 
@@ -123,6 +142,16 @@ class FrameReader(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Stop delivery and release the reader."""
+
+    def writer_identity(self, writer: int) -> WriterIdentity | None:
+        """The identity of the writer with handle ``writer`` (a ``Frame.writer``) while it is alive.
+
+        ``None`` when that writer is gone (deleted, or its participant lost) or
+        unknown: a transport that cannot tell writers apart returns ``None``
+        for everything and stamps ``writer`` 0 on its frames.
+        """
+        del writer
+        return None
 
 
 class Timer(abc.ABC):
@@ -159,6 +188,11 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def schemas(self) -> list[SchemaRecord]:
         """Schema announcements currently known on the bus (own and discovered)."""
+
+    @property
+    def participant(self) -> str:
+        """This transport's own participant GUID (the ``participant`` of its writers' identities); "" if none."""
+        return ""
 
     @abc.abstractmethod
     def close(self) -> None:

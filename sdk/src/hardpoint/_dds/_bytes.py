@@ -224,8 +224,11 @@ class EnvelopeEncoder:
 
 T = TypeVar("T")
 
-#: The nine envelope members in wire order: key, source, epoch, seq, count, stamp_ns, interface, schema_id, payload.
-Fields = tuple[str, str, int, int, int, int, str, str, bytes]
+#: The nine envelope members in wire order (key, source, epoch, seq, count, stamp_ns, interface, schema_id,
+#: payload), then the handle of the writer that sent the sample (not on the wire: the reader's sample info).
+Fields = tuple[str, str, int, int, int, int, str, str, bytes, int]
+#: The envelope members, in wire order, that :func:`make_decoder` reads from what its fallback returns.
+_MEMBERS: Final = ("key", "source", "epoch", "seq", "count", "stamp_ns", "interface", "schema_id", "payload")
 #: Header layouts a decoder remembers (distinct writer and key pairs); it forgets them all past this.
 _LAYOUT_CACHE_SIZE: Final = 1024
 
@@ -251,11 +254,14 @@ class _Layout:
         self.schema_id = schema_id
 
 
-def make_decoder(build: Callable[[Fields], T], fallback: Callable[[bytes], T]) -> Callable[[bytes], T]:
-    """A decoder of serialized envelopes into ``build((key, source, ..., payload))`` (one tuple of :data:`Fields`).
+def make_decoder(build: Callable[[Fields], T], fallback: Callable[[bytes], Any]) -> Callable[[bytes, int], T]:
+    """A decoder ``decode(data, writer)`` of serialized envelopes into ``build((key, ..., payload, writer))``.
 
+    ``writer`` is the handle of the writer that sent the sample (the sample
+    info's publication handle), carried along as the last of the :data:`Fields`.
     Little endian XCDR1 (what hardpoint writes) is decoded with :mod:`struct`;
-    anything else goes to ``fallback`` (the library's deserialiser).
+    anything else goes to ``fallback`` (the library's deserialiser), whose
+    result's envelope members are read by name.
 
     Why it is fast: everything before ``seq`` (key, source, epoch) and the
     interface and schema id after ``stamp_ns`` are the same bytes in every
@@ -274,30 +280,33 @@ def make_decoder(build: Callable[[Fields], T], fallback: Callable[[bytes], T]) -
     # The layout of the previous sample; this first one matches nothing (no sample starts with 0xff).
     last = _Layout(b"\xff", b"", key="", source="", epoch=0, interface="", schema_id="")
 
-    def decode(data: bytes) -> T:
+    def decode(data: bytes, writer: int) -> T:
         nonlocal last
         layout = last
         head = layout.head
         if not data.startswith(head):
             found = layouts.get(data[: _head_length(data)]) if data[1] == 1 else None
             if found is None:
-                return _decode_slow(data, layouts, build, fallback)
+                return _decode_slow(data, writer, layouts, build, fallback)
             layout = last = found
             head = layout.head
         rest = layout.rest
         try:
             seq, count, stamp_ns, tail, n = rest.unpack_from(data, len(head))
         except struct.error:  # shorter than this layout: another tail (a shorter interface name, say)
-            return _decode_slow(data, layouts, build, fallback)
+            return _decode_slow(data, writer, layouts, build, fallback)
         if tail != layout.tail:
-            return _decode_slow(data, layouts, build, fallback)
+            return _decode_slow(data, writer, layouts, build, fallback)
         o = len(head) + rest.size
         payload = data[o : o + n]
         if len(payload) != n:
             raise ValueError(f"payload truncated: {len(payload)} of {n} bytes")
         return build(
-            (layout.key, layout.source, layout.epoch, seq, count, stamp_ns, layout.interface, layout.schema_id, payload)
-        )
+            (
+                layout.key, layout.source, layout.epoch, seq, count, stamp_ns, layout.interface, layout.schema_id,
+                payload, writer,
+            )
+        )  # fmt: skip
 
     return decode
 
@@ -313,16 +322,28 @@ def _head_length(data: bytes) -> int:
 
 
 def _decode_slow(
-    data: bytes, layouts: dict[bytes, _Layout], build: Callable[[Fields], T], fallback: Callable[[bytes], T]
+    data: bytes,
+    writer: int,
+    layouts: dict[bytes, _Layout],
+    build: Callable[[Fields], T],
+    fallback: Callable[[bytes], Any],
 ) -> T:
     if data[1] != 1:
-        return fallback(data)
+        sample = fallback(data)
+        key, source, epoch, seq, count, stamp_ns, interface, schema_id, payload = (
+            getattr(sample, name) for name in _MEMBERS
+        )
+        return build((key, source, epoch, seq, count, stamp_ns, interface, schema_id, bytes(payload), writer))
     fields = _decode_fields(data)
     _remember(layouts, data, fields)
-    return build(fields)
+    return build((*fields, writer))
 
 
-def _decode_fields(data: bytes) -> Fields:
+#: The nine envelope members as they are on the wire.
+_WireFields = tuple[str, str, int, int, int, int, str, str, bytes]
+
+
+def _decode_fields(data: bytes) -> _WireFields:
     """The nine envelope members of a little endian XCDR1 sample, field by field."""
     u32 = _U32.unpack_from
     (n,) = u32(data, 4)
@@ -350,7 +371,7 @@ def _decode_fields(data: bytes) -> Fields:
     return key, source, epoch, seq, count, stamp_ns, interface, schema_id, payload
 
 
-def _remember(layouts: dict[bytes, _Layout], data: bytes, fields: Fields) -> None:
+def _remember(layouts: dict[bytes, _Layout], data: bytes, fields: _WireFields) -> None:
     """Keep the layout of a sample that :func:`_decode_fields` decoded, for :func:`make_decoder`'s one-call path."""
     key, source, epoch, _, _, _, interface, schema_id, _ = fields
     head = bytearray(_XCDR1_LE)

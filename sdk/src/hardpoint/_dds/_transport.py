@@ -48,7 +48,16 @@ from cyclonedds.topic import Topic
 from hardpoint._dds import _bytes, _qos
 from hardpoint._dds._envelope import Envelope, KeyedEnvelope, Schema
 from hardpoint._errors import TransportError
-from hardpoint._transport import Channel, Frame, FrameReader, FrameWriter, SchemaRecord, Timer, Transport
+from hardpoint._transport import (
+    Channel,
+    Frame,
+    FrameReader,
+    FrameWriter,
+    SchemaRecord,
+    Timer,
+    Transport,
+    WriterIdentity,
+)
 
 __all__ = ["BATCH_SIZE", "SCHEMA_TOPIC", "CycloneTransport"]
 
@@ -149,7 +158,7 @@ def _release_domain(domain_id: int) -> None:
 #: tuple of fields with ``tuple.__new__`` (:data:`_make_frame`), without a Python call per sample; not a
 #: ``typing.NamedTuple``, whose ``count`` field type checkers see clash with ``tuple.count``.
 _DdsFrame: Any = collections.namedtuple(
-    "_DdsFrame", ("key", "source", "epoch", "seq", "count", "stamp_ns", "interface", "schema_id", "payload")
+    "_DdsFrame", ("key", "source", "epoch", "seq", "count", "stamp_ns", "interface", "schema_id", "payload", "writer")
 )
 _make_frame = cast(Callable[[_bytes.Fields], Frame], functools.partial(tuple.__new__, _DdsFrame))
 
@@ -229,17 +238,21 @@ class _Writer(FrameWriter):
 
 
 class _Reader(FrameReader, Generic[S]):
-    """A reader and its read condition; ``decode`` turns a serialized sample into what ``deliver`` gets."""
+    """A reader and its read condition; ``decode`` turns a serialized sample into what ``deliver`` gets.
+
+    ``decode(data, writer)`` also gets the publication handle of the writer that
+    sent the sample (from its sample info), which frames carry as ``writer``.
+    """
 
     def __init__(
         self,
         transport: CycloneTransport,
         topic: str,
         entity: DataReader[Any],
-        decode: Callable[[bytes], S],
+        decode: Callable[[bytes, int], S],
         deliver: Callable[[Sequence[S]], None],
         *,
-        placeholder: S | None = None,
+        placeholder: Callable[[int], S] | None = None,
     ) -> None:
         self._transport = transport
         self.topic = topic
@@ -254,9 +267,22 @@ class _Reader(FrameReader, Generic[S]):
         self.closed = False
         #: Samples dropped because they could not be decoded.
         self.malformed = 0
-        #: Delivered in place of each sample that cannot be decoded, so the SDK counts it
-        #: (an envelope with count 0 is counted as undecodable, IF-ENV-RX-COUNT).
+        #: Makes what is delivered, with the sender's handle, in place of each sample that cannot be
+        #: decoded, so the SDK counts it (an envelope with count 0 is undecodable, IF-ENV-RX-COUNT).
         self.placeholder = placeholder
+
+    def writer_identity(self, writer: int) -> WriterIdentity | None:
+        """The matched writer ``writer``'s GUIDs, from DDS discovery; ``None`` once it is gone."""
+        entity = self.entity
+        if entity is None or writer == 0:
+            return None
+        try:
+            endpoint = entity.get_matched_publication_data(writer)
+        except DDSException:  # not matched (any more): the writer or its participant is gone
+            return None
+        if endpoint is None:
+            return None
+        return WriterIdentity(endpoint.key.hex, endpoint.participant_key.hex)
 
     def close(self) -> None:
         if self.closed:
@@ -296,7 +322,7 @@ class _Reader(FrameReader, Generic[S]):
     def _decode_all(self, taken: list[tuple[bytes, Any]]) -> list[S]:
         decode = self.decode
         try:
-            return [decode(data) for data, info in taken if info.valid_data]
+            return [decode(data, info.publication_handle) for data, info in taken if info.valid_data]
         except Exception as e:  # malformed input; the library's fallback decoder raises anything
             _log.debug("malformed sample on topic %s (%s); decoding one by one", self.topic, e)
         return self._decode_each(taken)
@@ -307,12 +333,12 @@ class _Reader(FrameReader, Generic[S]):
             if not info.valid_data:
                 continue
             try:
-                out.append(self.decode(data))
+                out.append(self.decode(data, info.publication_handle))
             except Exception as e:  # malformed input; the library's fallback decoder raises anything
                 self.malformed += 1
                 _log.warning("dropped a malformed sample on topic %s: %s", self.topic, e)
                 if self.placeholder is not None:
-                    out.append(self.placeholder)
+                    out.append(self.placeholder(info.publication_handle))
         return out
 
 
@@ -329,6 +355,7 @@ class _MalformedFrame:
     count: int = 0
     stamp_ns: int = 0
     payload: bytes = b""
+    writer: int = 0
 
 
 class _Timer(Timer):
@@ -401,6 +428,11 @@ class CycloneTransport(Transport):
         """True once :meth:`close` has been called."""
         return self._closed
 
+    @property
+    def participant(self) -> str:
+        """This transport's participant GUID (32 hex digits): what its writers' identities name."""
+        return str(self._participant.guid.hex)
+
     def on_dispatch_thread(self) -> bool:
         """True when called from this transport's dispatch thread (inside a ``deliver`` or timer callback)."""
         return threading.current_thread() is self._thread
@@ -425,13 +457,16 @@ class CycloneTransport(Transport):
 
     def open_reader(self, channel: Channel, deliver: Callable[[Sequence[Frame]], None]) -> FrameReader:
         qos = _qos.reader_qos(channel)
+
         # An envelope too broken to decode reaches the subscription as this empty frame (count 0),
         # which it counts as undecodable instead of the sample vanishing unseen.
-        broken: Frame = _MalformedFrame(interface=channel.interface, schema_id=channel.schema_id)
+        def broken(writer: int) -> Frame:
+            return _MalformedFrame(interface=channel.interface, schema_id=channel.schema_id, writer=writer)
+
         if channel.keyed:
-            keyed: Callable[[bytes], Frame] = _bytes.make_decoder(_make_frame, KeyedEnvelope.deserialize)
+            keyed: Callable[[bytes, int], Frame] = _bytes.make_decoder(_make_frame, KeyedEnvelope.deserialize)
             return self._open_reader(channel.topic, KeyedEnvelope, qos, keyed, deliver, placeholder=broken)
-        keyless: Callable[[bytes], Frame] = _bytes.make_decoder(_make_frame, Envelope.deserialize)
+        keyless: Callable[[bytes, int], Frame] = _bytes.make_decoder(_make_frame, Envelope.deserialize)
         return self._open_reader(channel.topic, Envelope, qos, keyless, deliver, placeholder=broken)
 
     def call_later(self, delay_s: float, callback: Callable[[], None], *, period_s: float | None = None) -> Timer:
@@ -508,10 +543,10 @@ class CycloneTransport(Transport):
         topic_name: str,
         cls: type[Any],
         qos: Any,
-        decode: Callable[[bytes], S],
+        decode: Callable[[bytes, int], S],
         deliver: Callable[[Sequence[S]], None],
         *,
-        placeholder: S | None = None,
+        placeholder: Callable[[int], S] | None = None,
     ) -> _Reader[S]:
         with self._lock:
             self._check_open()
@@ -535,7 +570,8 @@ class CycloneTransport(Transport):
             raise DDSException(rc, "dds_waitset_attach")
 
     def _open_schema_reader(self) -> None:
-        def decode(data: bytes) -> Schema:
+        def decode(data: bytes, writer: int) -> Schema:
+            del writer
             return Schema.deserialize(data)
 
         self._open_reader(SCHEMA_TOPIC, Schema, _qos.schema_qos(writer=False), decode, self._on_schemas)

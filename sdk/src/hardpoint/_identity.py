@@ -1,0 +1,154 @@
+"""Who wrote a sample: every claimed source bound to the writer that carries it (SDK-BUS-ID-*).
+
+A frame's header *claims* a source (a module name); the transport *knows*
+which writer sent it (``Frame.writer``, the DDS publication handle, and
+through it the writer's GUID and its participant's). :class:`SourceBinding`
+decides, per topic, whether a writer may speak for the source it claims:
+
+- With a **roster** entry for the source (the participants the local daemon
+  started for that module, pushed to every module it supervises), a writer is
+  admitted when its participant is listed, and refused otherwise.
+- Without one (a module of another node, a tool), the first live writer to
+  claim a source owns it (trust on first use). Another writer claiming it
+  while the owner is alive is an impersonator; once the owner is gone from
+  discovery (a restarted module, a closed publisher), the next claimant
+  takes the source over.
+
+Refused writers are remembered as :class:`Intruder` records (bounded), which
+name the offending writer and the one it tried to speak for. The decisions are
+pure apart from the two lookups handed in, so they are tested without a bus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from hardpoint._transport import WriterIdentity
+
+__all__ = ["MAX_INTRUDERS", "Intruder", "Roster", "SourceBinding"]
+
+#: Refused writers remembered per topic; past this, refusals are only counted (``Intruder`` "others").
+MAX_INTRUDERS: Final = 64
+#: Writer identities cached per topic (a handle's identity never changes); the cache is cleared past this.
+_MAX_IDENTITIES: Final = 4096
+
+#: Module name -> GUIDs of the participants allowed to write as it.
+Roster = Mapping[str, Collection[str]]
+
+
+@dataclass(slots=True)
+class Intruder:
+    """A writer refused for claiming a source that is not its own."""
+
+    #: GUID of the refused writer ("" when it was gone before it could be identified).
+    writer: str
+    #: GUID of its participant.
+    participant: str
+    #: The source its samples claimed.
+    claimed: str
+    #: Who the source is bound to: the owning writer's GUID, or ``roster:`` and the allowed participants.
+    holder: str
+    #: Messages refused from it.
+    count: int = 0
+
+    def as_dict(self) -> dict[str, str | int]:
+        return {
+            "writer": self.writer,
+            "participant": self.participant,
+            "claimed": self.claimed,
+            "holder": self.holder,
+            "count": self.count,
+        }
+
+
+class SourceBinding:
+    """The source-to-writer binding of one topic, as one reader sees it.
+
+    :param identify: the reader's ``writer_identity``: a writer's identity while it lives, else ``None``.
+    :param roster: the allowed participants of a source, or ``None`` when the roster does not name it.
+    """
+
+    __slots__ = ("_identify", "_ids", "_owner", "_roster", "intruders", "others")
+
+    def __init__(
+        self, identify: Callable[[int], WriterIdentity | None], roster: Callable[[str], Collection[str] | None]
+    ) -> None:
+        self._identify = identify
+        self._roster = roster
+        #: Source -> handle of the writer that owns it (trust on first use).
+        self._owner: dict[str, int] = {}
+        self._ids: dict[int, WriterIdentity] = {}
+        #: Refused writers by GUID.
+        self.intruders: dict[str, Intruder] = {}
+        #: Messages refused from writers past :data:`MAX_INTRUDERS`.
+        self.others = 0
+
+    def reset(self) -> None:
+        """Forget every owner (the roster changed): each writer is judged again on its next frame."""
+        self._owner.clear()
+
+    def identity(self, writer: int) -> WriterIdentity | None:
+        """The identity of ``writer``, cached once known (a handle always names the same writer)."""
+        found = self._ids.get(writer)
+        if found is not None:
+            return found
+        found = self._identify(writer)
+        if found is not None:
+            if len(self._ids) >= _MAX_IDENTITIES:
+                self._ids.clear()
+            self._ids[writer] = found
+        return found
+
+    def admit(self, writer: int, source: str, count: int) -> bool:
+        """True when ``writer`` may speak for ``source``; otherwise the ``count`` messages are recorded as refused.
+
+        A transport that cannot tell writers apart stamps ``writer`` 0: such frames are admitted unchecked.
+        """
+        if writer == 0 or self._owner.get(source) == writer:
+            return True
+        allowed = self._roster(source)
+        ident = self.identity(writer)
+        if allowed is not None:
+            if ident is not None and ident.participant in allowed:
+                self._owner[source] = writer
+                return True
+            self._refuse(writer, ident, source, "roster:" + ",".join(sorted(allowed)), count)
+            return False
+        owner = self._owner.get(source)
+        owner_ident = None if owner is None else self._identify(owner)
+        if owner_ident is None:  # unclaimed, or its owner is gone from discovery: a restart, a new publisher
+            if ident is None and owner is not None:
+                # A writer already gone cannot prove anything; it takes over nothing.
+                self._refuse(writer, ident, source, "", count)
+                return False
+            self._owner[source] = writer
+            return True
+        self._refuse(writer, ident, source, owner_ident.guid, count)
+        return False
+
+    def _refuse(self, writer: int, ident: WriterIdentity | None, source: str, holder: str, count: int) -> None:
+        guid = ident.guid if ident is not None else ""
+        record = self.intruders.get(guid)
+        if record is None:
+            if len(self.intruders) >= MAX_INTRUDERS:
+                self.others += count
+                return
+            participant = ident.participant if ident is not None else ""
+            record = self.intruders[guid] = Intruder(guid, participant, source, holder)
+        record.claimed, record.holder = source, holder
+        record.count += count
+
+    def snapshot(self) -> list[Intruder]:
+        """Copies of the intruder records, most refused first."""
+        return sorted(
+            (Intruder(r.writer, r.participant, r.claimed, r.holder, r.count) for r in self.intruders.values()),
+            key=lambda r: -r.count,
+        )
+
+
+def roster_lookup(roster: Roster) -> Callable[[str], Collection[str] | None]:
+    """``roster.get`` as :class:`SourceBinding` wants it (a frozen copy, safe to share between threads)."""
+    frozen = {name: frozenset(guids) for name, guids in roster.items()}
+    return frozen.get
