@@ -11,8 +11,20 @@ from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
-from hardpoint import Bus, Channel, CycloneTransport, Frame, FrameWriter, QosClass, SchemaRecord, TransportError
+from hardpoint import (
+    Bus,
+    Channel,
+    CycloneTransport,
+    Frame,
+    FrameWriter,
+    QosClass,
+    SchemaRecord,
+    TransportError,
+    interface_spec,
+)
+from hardpoint._contracts import file_descriptor_set
 from hardpoint._dds import _bytes
+from hardpoint.alert.v1 import alert_pb2
 from hardpoint_runtime.conformance._harness import free_domain_id
 
 #: Domains no other test on this machine uses while this process lives (the shared lock folder); the
@@ -439,13 +451,14 @@ def test_writer_close() -> None:
 
 
 def test_schemas_are_announced_and_discovered_by_a_late_joiner(transport: CycloneTransport) -> None:
-    schema_id = uuid.uuid4().hex[:16]
+    # A genuine record: a late joiner keeps only records that pass the checks (SDK-SCHEMA-RX-006).
+    spec = interface_spec(alert_pb2.Alert)
     record = SchemaRecord(
-        interface="hardpoint.test.v1.Thing",
-        schema_id=schema_id,
-        topic="hp/test/v1/thing",
-        qos="EVENT",
-        descriptor_set=os.urandom(3000),
+        interface=spec.name,
+        schema_id=spec.schema_id,
+        topic=spec.topic,
+        qos=spec.qos.name,
+        descriptor_set=file_descriptor_set(spec.message_type.DESCRIPTOR),
     )
     transport.announce_schema(record)
     assert record in transport.schemas()

@@ -14,6 +14,7 @@ from typing import Protocol
 
 __all__ = [
     "EventRecord",
+    "IntrusionInfo",
     "UpdateOffer",
     "UpdateProgress",
     "UpdateRecord",
@@ -59,6 +60,8 @@ class ModuleStatus:
     heartbeat_age_s: float = -1.0
     #: True when the module runs on this daemon's node.
     local: bool = True
+    #: What was refused on the bus about this module or its inputs, by offending writer.
+    intrusions: tuple[IntrusionInfo, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +98,24 @@ class TopicInfo:
     publishers: tuple[str, ...]  #: module names
     rate_hz: float  #: measured over the last few seconds
     nominal_rate_hz: float
+    #: Samples refused on the topic, by kind.
+    refused: Mapping[str, int] = field(default_factory=dict)
+    #: The writers whose samples were refused.
+    intrusions: tuple[IntrusionInfo, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IntrusionInfo:
+    """Samples of one DDS writer refused for one reason on one interface (RT-BUS-ID-003)."""
+
+    interface: str
+    #: impersonation, forged_heartbeat, implausible, duplicates, undecodable, schema_mismatch, wrong_interface
+    kind: str
+    writer: str  #: GUID of the offending writer
+    participant: str  #: GUID of its participant
+    claimed_source: str
+    holder: str  #: owning writer's GUID, or ``roster:`` and the allowed participants
+    count: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,8 +47,13 @@ MONITOR_PERIOD_S = 0.05
 LAUNCH_PARALLELISM = 8
 #: How long a worker may take to load its module and answer a transition.
 WORKER_TIMEOUT_S = 30.0
+#: How long a worker may take to take a new roster (it waits behind a transition in progress).
+ROSTER_TIMEOUT_S = 5.0
+#: Largest counter value a heartbeat may carry (2**53: beyond, the numbers are not counts of anything real).
+MAX_COUNTER = 2**53
 _TRANSITIONS = ("configure", "activate", "deactivate", "cleanup", "shutdown")
 _ORDER = {"unconfigured": 0, "inactive": 1, "active": 2}
+_HEALTH_INTERFACE = "hardpoint.core.v1.ModuleHealth"
 #: Fields of a module record that come from the configuration and the manifest (set by ``_resolve``).
 _CONFIG_FIELDS = ("node", "local", "entry", "dist", "version", "supplier", "provides", "requires", "isolation")
 
@@ -83,6 +88,10 @@ class _Module:
     beat_state: str = ""
     beat_version: str = ""
     counters: dict[str, int] = field(default_factory=dict)
+    #: Participant whose heartbeats gave ``counters`` (counters are monotonic per worker lifetime).
+    counters_from: str = ""
+    #: Processes of an update in progress (old and new version), also allowed to write as the module.
+    extra: list[Any] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 
@@ -114,6 +123,13 @@ class Daemon:
         self._topics: Any = None
         self.store: Any = None
         self._updater: Any = None
+        from hardpoint_runtime._intrusion import IntrusionLog
+
+        #: What was refused on the bus (RT-BUS-ID-003): forged heartbeats, implausible counters, impersonators.
+        self.intrusions = IntrusionLog(lambda detail: self.event("bus_intrusion", severity="warning", detail=detail))
+        self._roster_lock = threading.Lock()
+        #: While true, launches do not push the roster (start-up pushes it once, after every launch).
+        self._batch_launch = False
 
     # -- start and stop ----------------------------------------------------------------
 
@@ -274,28 +290,106 @@ class Daemon:
 
         self._transport = hardpoint.CycloneTransport(domain_id=self.domain_id, config=self.dds_config)
         self._bus = hardpoint.Bus(self._transport, module=f"hardpointd.{self.node}")
-        self._bus.subscribe(health_pb2.ModuleHealth, self._on_health)
-        self._topics = TopicMonitor(self._transport)
+        self._bus.on_intrusion(self._on_intrusion)
+        self._health_sub = self._bus.subscribe(health_pb2.ModuleHealth, self._on_health, with_info=True)
+        self._topics = TopicMonitor(self._transport, self.intrusions, self._bus)
 
-    def _on_health(self, beat: Any) -> None:
+    def _on_health(self, beat: Any, info: Any) -> None:
         from hardpoint.core.v1 import health_pb2
 
         m = self.modules.get(beat.module)
-        if m is None or not _same_version(beat.version, m.version):
+        if m is None:
+            return
+        if m.local and not self._from_worker(m, info):
+            return
+        if not _same_version(beat.version, m.version):
             # During an update's probation the old version is kept (inactive) and still beats: not this one.
             return
+        counters = dict(beat.counters)
+        if not self._plausible(m, info.participant, counters):
+            # The beat is the worker's own (checked above), so it still proves the worker alive;
+            # only the numbers are refused, and the last plausible ones stay.
+            counters, participant = m.counters, m.counters_from
+        else:
+            participant = info.participant
         state = health_pb2.LifecycleState.Name(beat.lifecycle_state).removeprefix("LIFECYCLE_STATE_").lower()
         status = health_pb2.HealthStatus.Name(beat.status).removeprefix("HEALTH_STATUS_").lower()
         # No lock: this runs on the bus dispatch thread, which must never wait for a slow spawn.
         m.last_beat = time.monotonic()
         m.beat_state = state
         m.health = status
-        m.counters = dict(beat.counters)
+        m.counters, m.counters_from = counters, participant
         m.beat_version = beat.version
         if not m.local:
             m.state, m.version = state, beat.version or m.version
         if status != "ok" and beat.reason:
             m.reason = beat.reason
+
+    def _on_intrusion(self, interface: str, intruder: Any, count: int) -> None:
+        """A writer the daemon's bus refused for claiming another's source (on a heartbeat: a forged one)."""
+        kind = "forged_heartbeat" if interface == _HEALTH_INTERFACE else "impersonation"
+        self.intrusions.note(
+            interface, kind, intruder.writer, intruder.participant, intruder.claimed, intruder.holder, count
+        )
+
+    def _from_worker(self, m: _Module, info: Any) -> bool:
+        """True when a heartbeat of local module ``m`` was written by the worker the daemon started (RT-BUS-ID-001)."""
+        proc = m.process
+        expected = str(getattr(proc, "participant", "")) if proc is not None else ""
+        if expected and info.participant == expected:
+            return True
+        holder = f"participant:{expected}" if expected else "no running worker"
+        self.intrusions.note(_HEALTH_INTERFACE, "forged_heartbeat", info.writer, info.participant, m.name, holder)
+        return False
+
+    def _plausible(self, m: _Module, participant: str, counters: dict[str, int]) -> bool:
+        """Counters a heartbeat may carry: bounded, and never lower than the same worker said before (RT-BUS-ID-002).
+
+        A counter that is no longer reported (a subscription closed) is not compared.
+        """
+        bad = [k for k, v in counters.items() if not 0 <= v < MAX_COUNTER]
+        if not bad and participant == m.counters_from:
+            bad = [k for k, v in counters.items() if v < m.counters.get(k, 0)]
+        if not bad:
+            return True
+        self.intrusions.note(
+            _HEALTH_INTERFACE, "implausible", "", participant, m.name, f"counters {', '.join(sorted(bad)[:5])}"
+        )
+        return False
+
+    # -- the roster: who may write as which module --------------------------------------
+
+    def roster(self) -> dict[str, list[str]]:
+        """Module name -> participant GUIDs of the processes this daemon runs for it (RT-BUS-ID-004)."""
+        out: dict[str, list[str]] = {}
+        if self._transport is not None:
+            out[f"hardpointd.{self.node}"] = [self._transport.participant]
+        for m in list(self.modules.values()):
+            guids = {
+                str(getattr(p, "participant", ""))
+                for p in (m.process, *m.extra)
+                if p is not None and p.exit_code() is None
+            }
+            guids.discard("")
+            if guids:
+                out[m.name] = sorted(guids)
+        return out
+
+    def push_roster(self) -> None:
+        """Give the roster to the daemon's bus and to every module it runs, so that each refuses impersonators."""
+        if self._bus is None or self._batch_launch:
+            return
+        with self._roster_lock:
+            roster = self.roster()
+            self._bus.set_roster(roster)
+            for m in list(self.modules.values()):
+                for proc in {id(p): p for p in (m.process, *m.extra) if p is not None}.values():
+                    if proc.exit_code() is not None:
+                        continue
+                    try:
+                        proc.request("roster", timeout_s=ROSTER_TIMEOUT_S, roster=roster)
+                    except WorkerError as e:  # a dead or busy worker: it gets the next roster
+                        _log.warning("module %s did not take the roster: %s", m.name, e)
 
     # -- supervision ---------------------------------------------------------------------
 
@@ -324,8 +418,13 @@ class Daemon:
         order, so a provider is active before its consumers are configured.
         """
         local = [m for m in modules if m.local and not m.unmet]
-        with ThreadPoolExecutor(max_workers=LAUNCH_PARALLELISM, thread_name_prefix="launch") as pool:
-            list(pool.map(self._launch, local))
+        self._batch_launch = True
+        try:
+            with ThreadPoolExecutor(max_workers=LAUNCH_PARALLELISM, thread_name_prefix="launch") as pool:
+                list(pool.map(self._launch, local))
+        finally:
+            self._batch_launch = False
+        self.push_roster()  # once, before any module is configured (and so publishes)
         for m in local:
             with m.lock:
                 if m.process is not None and m.state == "unconfigured":
@@ -366,6 +465,7 @@ class Daemon:
             m.last_beat = time.monotonic()
             m.state = "unconfigured"
             self.event("module_started", module=m.name, detail={"pid": str(proc.pid), "version": m.version})
+            self.push_roster()  # before it is configured: the others must accept it when it publishes
             return True
 
     def _isolation(self, m: _Module) -> str:
@@ -473,8 +573,13 @@ class Daemon:
             health=m.health if state not in ("failed", "not_started", "remote_lost") else "failed",
             reason=m.reason, pid=m.process.pid if m.process is not None else 0, restarts=m.restarts,
             provides=m.provides, requires=m.requires, unmet=m.unmet, counters=dict(m.counters),
-            heartbeat_age_s=age, local=m.local,
+            heartbeat_age_s=age, local=m.local, intrusions=self._intrusions_of(m),
         )  # fmt: skip
+
+    def _intrusions_of(self, m: _Module) -> tuple[Any, ...]:
+        """What was refused about ``m`` (its heartbeats) or on the interfaces it provides or requires."""
+        found = self.intrusions.snapshot({_HEALTH_INTERFACE, *m.provides, *m.requires})
+        return tuple(i for i in found if i.interface != _HEALTH_INTERFACE or i.claimed_source == m.name)
 
     def list_modules(self) -> list[ModuleStatus]:
         return [self._status(m) for m in sorted(self.modules.values(), key=lambda m: m.name)]

@@ -38,6 +38,11 @@ class InProcessModule:
     def pid(self) -> int:
         return os.getpid()
 
+    @property
+    def participant(self) -> str:
+        """The daemon's own participant: an in-process module writes through the daemon's transport."""
+        return str(self.transport.participant)
+
     def start(self, *, timeout_s: float) -> None:
         """Load the module into this process and make its host.
 
@@ -76,7 +81,7 @@ class InProcessModule:
     def request(self, op: str, *, timeout_s: float, **fields: Any) -> dict[str, Any]:
         """Drive a transition (or answer ``status``, ``promote``) on the dispatch thread, like the worker does."""
         from hardpoint import HardpointError, Transition
-        from hardpoint_runtime._worker import promote
+        from hardpoint_runtime._worker import promote, set_roster
 
         if self.host is None or self._stopped:
             raise WorkerError(f"module {self.name!r} is not running")
@@ -84,6 +89,8 @@ class InProcessModule:
             return {"ok": True, "state": self.host.state.value, "staged": self.host.staged, "error": ""}
         if op == "promote":
             return promote(self.host, lambda fn: self._on_dispatch(fn, timeout_s))
+        if op == "roster":
+            return set_roster(self.host, fields.get("roster"), lambda fn: self._on_dispatch(fn, timeout_s))
         if op != "transition":
             return {"ok": False, "state": self.host.state.value, "error": f"unknown op {op!r}"}
         try:

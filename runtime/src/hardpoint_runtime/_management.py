@@ -57,6 +57,7 @@ from hardpoint.management.v1 import management_pb2 as pb
 from hardpoint.management.v1 import management_pb2_grpc as pb_grpc
 from hardpoint_runtime._control import (
     EventRecord,
+    IntrusionInfo,
     ModuleStatus,
     PlatformControl,
     PlatformHealth,
@@ -246,6 +247,7 @@ def module_to_pb(m: ModuleStatus) -> pb.ModuleStatus:
         counters=dict(m.counters),
         heartbeat_age_s=m.heartbeat_age_s,
         local=m.local,
+        intrusions=[intrusion_to_pb(i) for i in m.intrusions],
     )
 
 
@@ -268,7 +270,24 @@ def module_from_pb(m: pb.ModuleStatus) -> ModuleStatus:
         counters=dict(sorted(m.counters.items())),
         heartbeat_age_s=m.heartbeat_age_s,
         local=m.local,
+        intrusions=tuple(intrusion_from_pb(i) for i in m.intrusions),
     )
+
+
+def intrusion_to_pb(i: IntrusionInfo) -> pb.Intrusion:
+    """The protobuf form of an :class:`IntrusionInfo`."""
+    return pb.Intrusion(
+        interface=i.interface, kind=i.kind, writer=i.writer, participant=i.participant,
+        claimed_source=i.claimed_source, holder=i.holder, count=i.count,
+    )  # fmt: skip
+
+
+def intrusion_from_pb(i: pb.Intrusion) -> IntrusionInfo:
+    """The :class:`IntrusionInfo` of a protobuf ``Intrusion``."""
+    return IntrusionInfo(
+        interface=i.interface, kind=i.kind, writer=i.writer, participant=i.participant,
+        claimed_source=i.claimed_source, holder=i.holder, count=i.count,
+    )  # fmt: skip
 
 
 def health_to_pb(h: PlatformHealth) -> pb.PlatformHealth:
@@ -328,6 +347,8 @@ def topic_to_pb(t: TopicInfo) -> pb.TopicInfo:
         publishers=list(t.publishers),
         rate_hz=t.rate_hz,
         nominal_rate_hz=t.nominal_rate_hz,
+        refused=dict(t.refused),
+        intrusions=[intrusion_to_pb(i) for i in t.intrusions],
     )
 
 
@@ -340,6 +361,8 @@ def topic_from_pb(t: pb.TopicInfo) -> TopicInfo:
         publishers=tuple(t.publishers),
         rate_hz=t.rate_hz,
         nominal_rate_hz=t.nominal_rate_hz,
+        refused=dict(sorted(t.refused.items())),
+        intrusions=tuple(intrusion_from_pb(i) for i in t.intrusions),
     )
 
 

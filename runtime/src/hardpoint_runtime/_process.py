@@ -33,6 +33,8 @@ class ModuleProcess:
         self.log_path = log_path
         self.proc: subprocess.Popen[str] | None = None
         self.manifest: dict[str, Any] = {}
+        #: GUID of the worker's DDS participant, from its ``ready`` event ("" before).
+        self.participant = ""
         self._log: IO[str] | None = None
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -90,6 +92,7 @@ class ModuleProcess:
                 if msg.get("event") == "ready":
                     self._ready = True
                     self.manifest = msg.get("manifest", {})
+                    self.participant = str(msg.get("participant", ""))
                 elif msg.get("event") == "load_failed":
                     self._load_error = str(msg.get("error", "load failed"))
                 elif "id" in msg:

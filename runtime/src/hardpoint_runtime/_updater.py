@@ -770,6 +770,9 @@ class _Activation:
         try:
             proc.start(timeout_s=WORKER_TIMEOUT_S)
             self.new = proc
+            # Old and new version both write as the module until the attempt ends (RT-BUS-ID-004).
+            m.extra = [p for p in (self.old, proc) if p is not None]
+            d.push_roster()
             for transition in ("configure", "activate"):
                 reply = proc.request("transition", timeout_s=WORKER_TIMEOUT_S, transition=transition)
                 if not reply.get("ok") or reply.get("error"):
@@ -916,3 +919,6 @@ class _Activation:
         self.watch.close()
         if self.probe is not None:
             self.probe.close()
+        if self.m.extra:
+            self.m.extra = []
+            self.daemon.push_roster()

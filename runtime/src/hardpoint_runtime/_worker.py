@@ -5,8 +5,9 @@ to it over the worker's stdin and stdout, one JSON object per line:
 
 - daemon -> worker: ``{"id": 1, "op": "transition", "transition": "configure"}``,
   ``{"id": 2, "op": "status"}``, ``{"id": 3, "op": "promote"}``,
-  ``{"id": 4, "op": "exit"}``;
-- worker -> daemon: ``{"event": "ready", "pid": ..., "manifest": {...}}`` once,
+  ``{"id": 4, "op": "roster", "roster": {"nav": ["<participant guid>", ...], ...}}``,
+  ``{"id": 5, "op": "exit"}``;
+- worker -> daemon: ``{"event": "ready", "pid": ..., "manifest": {...}, "participant": "<guid>"}`` once,
   then ``{"id": 1, "ok": true, "state": "inactive", "error": ""}`` per request;
   ``{"event": "load_failed", "error": "..."}`` before exiting with code 3.
 
@@ -18,6 +19,11 @@ normal topics on the dispatch thread (no sample lost or sent twice) and answers
 ``{"ok": true, "state": ..., "staged": false, "error": ""}``; it does nothing on
 a module that is not staged. If a writer cannot be moved the answer is
 ``ok: false`` with the cause, and the module keeps running.
+
+Writer identity (RT-BUS-ID-001): ``ready`` names the GUID of the worker's DDS
+participant, which the daemon binds the module's heartbeats to; ``roster``
+hands the module the participants allowed to write as each supervised module
+(``Bus.set_roster``), so that its subscriptions refuse impersonators.
 
 The module's own prints go to stderr, so they can never corrupt the protocol.
 End of input (the daemon died) shuts the module down in order. The heartbeat
@@ -85,6 +91,16 @@ def promote(host: Any, run: Callable[[Callable[[], Any]], Any]) -> dict[str, Any
     return {"ok": True, "state": host.state.value, "staged": host.staged, "error": ""}
 
 
+def set_roster(host: Any, roster: object, run: Callable[[Callable[[], Any]], Any]) -> dict[str, Any]:
+    """The ``roster`` op: ``host.bus.set_roster`` on the dispatch thread (where subscriptions judge writers)."""
+    if not isinstance(roster, dict) or not all(
+        isinstance(k, str) and isinstance(v, list) and all(isinstance(g, str) for g in v) for k, v in roster.items()
+    ):
+        return {"ok": False, "state": host.state.value, "error": "roster must map module names to lists of GUIDs"}
+    run(lambda: host.bus.set_roster(roster))
+    return {"ok": True, "state": host.state.value, "error": ""}
+
+
 class _Worker:
     def __init__(self, spec: dict[str, Any], out: IO[str]) -> None:
         import hardpoint
@@ -112,6 +128,7 @@ class _Worker:
                 "pid": os.getpid(),
                 "manifest": manifest.model_dump(mode="json"),
                 "staged": self.host.staged,
+                "participant": self.transport.participant,
             }
         )
 
@@ -140,6 +157,8 @@ class _Worker:
             return {"ok": True, "state": self.host.state.value, "staged": self.host.staged, "error": ""}
         if op == "promote":
             return promote(self.host, self.on_dispatch)
+        if op == "roster":
+            return set_roster(self.host, request.get("roster"), self.on_dispatch)
         return {"ok": False, "state": self.host.state.value, "error": f"unknown op {op!r}"}
 
     def serve(self, requests: IO[str]) -> None:

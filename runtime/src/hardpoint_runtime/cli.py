@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-    from hardpoint_runtime._control import EventRecord, ModuleStatus, PlatformHealth, TopicInfo
+    from hardpoint_runtime._control import EventRecord, IntrusionInfo, ModuleStatus, PlatformHealth, TopicInfo
     from hardpoint_runtime._management import ManagementClient
 
 __all__ = ["app", "main"]
@@ -329,6 +329,20 @@ def module_show(
         for counter, count in sorted(m.counters.items()):
             table.add_row(escape(counter), str(count))
         console.print(table)
+    if m.intrusions:
+        console.print()
+        console.print("[bold red]refused on the bus[/]")
+        console.print(_intrusions_table(m.intrusions))
+
+
+def _intrusions_table(intrusions: Sequence[IntrusionInfo]) -> Table:
+    """Who had what refused: one row per interface, kind and offending writer."""
+    from rich.markup import escape
+
+    table = _table("INTERFACE", "KIND", "WRITER", "CLAIMED", "COUNT")
+    for i in intrusions:
+        table.add_row(escape(i.interface), escape(i.kind), escape(i.writer), escape(i.claimed_source), str(i.count))
+    return table
 
 
 @app.command()
@@ -398,7 +412,7 @@ def topics(ctx: typer.Context, json_out: JsonOption = False) -> None:
         return
     from rich.markup import escape
 
-    table = _table("TOPIC", "INTERFACE", "QOS", "PUBLISHERS", "RATE", "NOMINAL")
+    table = _table("TOPIC", "INTERFACE", "QOS", "PUBLISHERS", "RATE", "NOMINAL", "REFUSED")
     for t in found:
         table.add_row(
             escape(t.topic),
@@ -407,8 +421,15 @@ def topics(ctx: typer.Context, json_out: JsonOption = False) -> None:
             escape(", ".join(t.publishers)) or "-",
             _rate_cell(t),
             _rate(t.nominal_rate_hz) if t.nominal_rate_hz > 0 else "aperiodic",
+            ", ".join(f"{k} {v}" for k, v in sorted(t.refused.items()) if v) or "-",
         )
-    _console().print(table if found else "no topics seen on the bus")
+    console = _console()
+    console.print(table if found else "no topics seen on the bus")
+    intrusions = [i for t in found for i in t.intrusions]
+    if intrusions:
+        console.print()
+        console.print("[bold red]refused writers[/]")
+        console.print(_intrusions_table(intrusions))
 
 
 def _rate_cell(t: TopicInfo) -> str:

@@ -431,7 +431,11 @@ class Subscription(Generic[M]):
 
     def _attach(self, reader: FrameReader) -> None:
         self._reader = reader
-        self._binding = SourceBinding(reader.writer_identity, self._bus._allowed_participants)
+        name = self.spec.name
+        bus = self._bus
+        self._binding = SourceBinding(
+            reader.writer_identity, bus._allowed_participants, lambda record, n: bus._report_intrusion(name, record, n)
+        )
 
     def _reset_identities(self) -> None:
         """The roster changed: judge every writer again on its next frame (Bus.set_roster)."""
@@ -648,6 +652,8 @@ class Bus:
         self.active = True
         #: Participants allowed to write as each module the local daemon supervises (SDK-BUS-ID-004).
         self._roster_of: Callable[[str], Collection[str] | None] = roster_lookup({})
+        self._intrusion_handler: Callable[[str, Intruder, int], None] | None = None
+        self._roster_generation = 0
 
     # -- publishing -----------------------------------------------------------
 
@@ -807,11 +813,38 @@ class Bus:
         daemon pushes its roster of the modules it supervises to each of them.
         """
         self._roster_of = roster_lookup(roster)
+        self._roster_generation += 1
         for sub in list(self._subscriptions):
             sub._reset_identities()
 
+    def roster_of(self, source: str) -> Collection[str] | None:
+        """The participants the roster allows to write as ``source``; ``None`` when it does not name it."""
+        return self._roster_of(source)
+
+    @property
+    def roster_generation(self) -> int:
+        """How many times :meth:`set_roster` was called: readers outside this bus judge writers again when it moves."""
+        return self._roster_generation
+
     def _allowed_participants(self, source: str) -> Collection[str] | None:
         return self._roster_of(source)
+
+    def on_intrusion(self, handler: Callable[[str, Intruder, int], None] | None) -> None:
+        """Have ``handler(interface, intruder, count)`` called on the dispatch thread for each refused impersonation.
+
+        The intruder record names the refused writer, the source it claimed and
+        who that source is bound to; ``count`` is the messages refused this time.
+        """
+        self._intrusion_handler = handler
+
+    def _report_intrusion(self, interface: str, record: Intruder, count: int) -> None:
+        handler = self._intrusion_handler
+        if handler is None:
+            return
+        try:
+            handler(interface, record, count)
+        except Exception:  # a reporting failure must not stop the dispatch thread
+            _log.exception("module %s: the intrusion handler raised", self.module)
 
     # -- counters and errors --------------------------------------------------
 

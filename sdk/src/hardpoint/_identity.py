@@ -68,15 +68,20 @@ class SourceBinding:
 
     :param identify: the reader's ``writer_identity``: a writer's identity while it lives, else ``None``.
     :param roster: the allowed participants of a source, or ``None`` when the roster does not name it.
+    :param on_refuse: called with the intruder's record and the count of each refusal.
     """
 
-    __slots__ = ("_identify", "_ids", "_owner", "_roster", "intruders", "others")
+    __slots__ = ("_identify", "_ids", "_on_refuse", "_owner", "_roster", "intruders", "others")
 
     def __init__(
-        self, identify: Callable[[int], WriterIdentity | None], roster: Callable[[str], Collection[str] | None]
+        self,
+        identify: Callable[[int], WriterIdentity | None],
+        roster: Callable[[str], Collection[str] | None],
+        on_refuse: Callable[[Intruder, int], None] | None = None,
     ) -> None:
         self._identify = identify
         self._roster = roster
+        self._on_refuse = on_refuse
         #: Source -> handle of the writer that owns it (trust on first use).
         self._owner: dict[str, int] = {}
         self._ids: dict[int, WriterIdentity] = {}
@@ -130,15 +135,18 @@ class SourceBinding:
 
     def _refuse(self, writer: int, ident: WriterIdentity | None, source: str, holder: str, count: int) -> None:
         guid = ident.guid if ident is not None else ""
+        participant = ident.participant if ident is not None else ""
         record = self.intruders.get(guid)
         if record is None:
             if len(self.intruders) >= MAX_INTRUDERS:
                 self.others += count
-                return
-            participant = ident.participant if ident is not None else ""
-            record = self.intruders[guid] = Intruder(guid, participant, source, holder)
+                record = Intruder(guid, participant, source, holder)  # reported, not kept
+            else:
+                record = self.intruders[guid] = Intruder(guid, participant, source, holder)
         record.claimed, record.holder = source, holder
         record.count += count
+        if self._on_refuse is not None:
+            self._on_refuse(record, count)
 
     def snapshot(self) -> list[Intruder]:
         """Copies of the intruder records, most refused first."""

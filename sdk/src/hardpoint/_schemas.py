@@ -160,13 +160,16 @@ def _check(record: SchemaRecord, known: _Known) -> tuple[str, str]:
 def _check_names(record: SchemaRecord, known: _Known) -> tuple[str, str]:  # noqa: PLR0911 - one return per reason
     schema_id, interface, topic, qos = record.schema_id, record.interface, record.topic, record.qos
     if not isinstance(schema_id, str) or not _SCHEMA_ID.fullmatch(schema_id):
-        return "bad_schema_id", f"schema id {_short(schema_id)} is not 16 lowercase hexadecimal digits"
+        return "bad_schema_id", f"schema id {_short(schema_id)!r} is not 16 lowercase hexadecimal digits"
     if not isinstance(qos, str) or qos not in _QOS_NAMES:
-        return "bad_qos", f"QoS class {_short(qos)} is not one of {', '.join(sorted(_QOS_NAMES))}"
+        return "bad_qos", f"QoS class {_short(qos)!r} is not one of {', '.join(sorted(_QOS_NAMES))}"
     if not isinstance(interface, str) or len(interface) > MAX_NAME_CHARS or not _INTERFACE.fullmatch(interface):
-        return "bad_interface", f"interface {_short(interface)} is not a full name '<package>.vN.<Message>'"
+        return "bad_interface", f"interface {_short(interface)!r} is not a full name '<package>.vN.<Message>'"
     if not isinstance(topic, str) or len(topic) > MAX_NAME_CHARS or not _TOPIC.fullmatch(topic):
-        return "bad_topic", f"topic {_short(topic)} is not a hardpoint topic name ('hp/...', at most {MAX_NAME_CHARS})"
+        return (
+            "bad_topic",
+            f"topic {_short(topic)!r} is not a hardpoint topic name ('hp/...', {MAX_NAME_CHARS} at most)",
+        )
     if topic in RESERVED_TOPICS:
         return "bad_topic", f"topic {topic} is reserved for the schema announcements"
     spec = known.by_name.get(interface)

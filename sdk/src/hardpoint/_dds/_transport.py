@@ -48,6 +48,7 @@ from cyclonedds.topic import Topic
 from hardpoint._dds import _bytes, _qos
 from hardpoint._dds._envelope import Envelope, KeyedEnvelope, Schema
 from hardpoint._errors import TransportError
+from hardpoint._schemas import SchemaRefusal, check_schema_record
 from hardpoint._transport import (
     Channel,
     Frame,
@@ -77,6 +78,10 @@ _IDLE_WAIT_NS: Final = 1_000_000_000
 _ANY_STATE: Final = SampleState.Any | ViewState.Any | InstanceState.Any
 #: Longest wait at close for retired writers still delivering (Cyclone's writer linger is 1 s by default).
 _LINGER_JOIN_S: Final = 5.0
+#: Most schema records kept from the bus (distinct schema ids); more are refused (SDK-SCHEMA-RX-007).
+MAX_SCHEMAS: Final = 1024
+#: How many of the last refused schema announcements are kept for :meth:`CycloneTransport.last_refused_schemas`.
+_RECENT_REFUSALS: Final = 16
 
 S = TypeVar("S")
 
@@ -402,6 +407,10 @@ class CycloneTransport(Transport):
         self._timers: list[tuple[int, int, _Timer]] = []
         self._order = itertools.count()
         self._schemas: dict[str, SchemaRecord] = {}
+        #: Schema announcements from the bus not used, by reason, and the last few (SDK-SCHEMA-RX-006).
+        self._refused: collections.Counter[str] = collections.Counter()
+        self._recent_refused: collections.deque[SchemaRefusal] = collections.deque(maxlen=_RECENT_REFUSALS)
+        self._schema_reader: _Reader[Schema] | None = None
         self._schema_writer: DataWriter[Schema] | None = None
         #: Threads deleting retired writers (each waits for its readers' acknowledgements).
         self._lingering: set[threading.Thread] = set()
@@ -498,8 +507,28 @@ class CycloneTransport(Transport):
             self._schemas[record.schema_id] = record
 
     def schemas(self) -> list[SchemaRecord]:
+        """Own announcements and the valid ones from the bus, the first for each schema id (SDK-SCHEMA-RX-006)."""
         with self._lock:
             return list(self._schemas.values())
+
+    def refused_schemas(self) -> dict[str, int]:
+        """How many schema announcements from the bus were not used, by reason (SDK-SCHEMA-RX-006).
+
+        Reasons are those of :func:`hardpoint.check_schema_record`, plus ``conflict`` (another
+        record than the one kept for its schema id), ``capacity`` (:data:`MAX_SCHEMAS` kept
+        already) and ``undecodable`` (a sample that is not a schema announcement at all).
+        """
+        with self._lock:
+            counts = dict(self._refused)
+            reader = self._schema_reader
+        if reader is not None and reader.malformed:
+            counts["undecodable"] = reader.malformed
+        return counts
+
+    def last_refused_schemas(self) -> list[SchemaRefusal]:
+        """The last few refused announcements (oldest first): reason, detail, schema id, interface, topic."""
+        with self._lock:
+            return list(self._recent_refused)
 
     def close(self) -> None:
         """Stop the dispatch thread, then delete every DDS entity of this transport; idempotent.
@@ -574,18 +603,43 @@ class CycloneTransport(Transport):
             del writer
             return Schema.deserialize(data)
 
-        self._open_reader(SCHEMA_TOPIC, Schema, _qos.schema_qos(writer=False), decode, self._on_schemas)
+        qos = _qos.schema_qos(writer=False)
+        self._schema_reader = self._open_reader(SCHEMA_TOPIC, Schema, qos, decode, self._on_schemas)
 
     def _on_schemas(self, samples: Sequence[Schema]) -> None:
-        with self._lock:
-            for s in samples:
-                self._schemas[s.schema_id] = SchemaRecord(
-                    interface=s.interface,
-                    schema_id=s.schema_id,
-                    topic=s.topic,
-                    qos=s.qos,
-                    descriptor_set=bytes(s.descriptor_set),
-                )
+        """Keep the valid announcements, the first for each schema id; count the others (SDK-SCHEMA-RX-006)."""
+        for s in samples:
+            record = SchemaRecord(
+                interface=s.interface,
+                schema_id=s.schema_id,
+                topic=s.topic,
+                qos=s.qos,
+                descriptor_set=bytes(s.descriptor_set),
+            )
+            with self._lock:
+                if self._schemas.get(record.schema_id) == record:
+                    continue  # the same announcement again (our own, or a late joiner's replay)
+            # Checked without the lock: parsing a descriptor set takes a while.
+            refusal = check_schema_record(record)
+            with self._lock:
+                held = self._schemas.get(record.schema_id)
+                if refusal is None:
+                    if held is None and len(self._schemas) < MAX_SCHEMAS:
+                        self._schemas[record.schema_id] = record
+                        continue
+                    if held == record:
+                        continue
+                    reason, detail = (
+                        ("capacity", f"{MAX_SCHEMAS} schemas are kept already")
+                        if held is None
+                        else ("conflict", "another record is kept for this schema id (the first valid one)")
+                    )
+                    refusal = SchemaRefusal(reason, detail, record.schema_id, record.interface, record.topic)
+                self._refused[refusal.reason] += 1
+                self._recent_refused.append(refusal)
+                first = self._refused[refusal.reason] == 1
+            # At warning level once per reason: a hostile writer must not be able to flood the log.
+            _log.log(logging.WARNING if first else logging.DEBUG, "refused a schema announcement: %s", refusal)
 
     def _forget_writer(self, writer: _Writer) -> None:
         with self._lock:

@@ -381,6 +381,7 @@ class ModuleStatus(_message.Message):
     COUNTERS_FIELD_NUMBER: _builtins.int
     HEARTBEAT_AGE_S_FIELD_NUMBER: _builtins.int
     LOCAL_FIELD_NUMBER: _builtins.int
+    INTRUSIONS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Module name, unique on the platform."""
     version: _builtins.str
@@ -421,6 +422,12 @@ class ModuleStatus(_message.Message):
     def counters(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """Monotonic counters of the module by lower_snake_case name (from its heartbeat and its supervisor)."""
 
+    @_builtins.property
+    def intrusions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Intrusion]:
+        """What the daemon refused on the bus about this module or its inputs (forged heartbeats, implausible
+        counters, impersonating writers of the interfaces it requires), by offending writer; most refused first.
+        """
+
     def __init__(
         self,
         *,
@@ -440,14 +447,64 @@ class ModuleStatus(_message.Message):
         counters: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         heartbeat_age_s: _builtins.float = ...,
         local: _builtins.bool = ...,
+        intrusions: _abc.Iterable[Global___Intrusion] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "health", b"health", "heartbeat_age_s", b"heartbeat_age_s", "local", b"local", "name", b"name", "node", b"node", "pid", b"pid", "provides", b"provides", "reason", b"reason", "requires", b"requires", "restarts", b"restarts", "state", b"state", "supplier", b"supplier", "target_state", b"target_state", "unmet", b"unmet", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "health", b"health", "heartbeat_age_s", b"heartbeat_age_s", "intrusions", b"intrusions", "local", b"local", "name", b"name", "node", b"node", "pid", b"pid", "provides", b"provides", "reason", b"reason", "requires", b"requires", "restarts", b"restarts", "state", b"state", "supplier", b"supplier", "target_state", b"target_state", "unmet", b"unmet", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ModuleStatus: _TypeAlias = ModuleStatus  # noqa: Y015
+
+@_typing.final
+class Intrusion(_message.Message):
+    """Intrusion counts the samples one DDS writer had refused for one reason on one interface."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTERFACE_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    WRITER_FIELD_NUMBER: _builtins.int
+    PARTICIPANT_FIELD_NUMBER: _builtins.int
+    CLAIMED_SOURCE_FIELD_NUMBER: _builtins.int
+    HOLDER_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    interface: _builtins.str
+    """Full interface name, for example "hardpoint.core.v1.ModuleHealth"."""
+    kind: _builtins.str
+    """Why: "impersonation" (claims a source bound to another writer), "forged_heartbeat" (a heartbeat not
+    from the module's worker), "implausible" (counters that cannot be true), "duplicates", "undecodable",
+    "schema_mismatch", "wrong_interface".
+    """
+    writer: _builtins.str
+    """GUID of the offending DDS writer, 32 lowercase hex digits."""
+    participant: _builtins.str
+    """GUID of the writer's participant."""
+    claimed_source: _builtins.str
+    """The source its samples claimed."""
+    holder: _builtins.str
+    """Whom the source is bound to: the owning writer's GUID, or "roster:" and the allowed participants."""
+    count: _builtins.int
+    """Samples refused."""
+    def __init__(
+        self,
+        *,
+        interface: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        writer: _builtins.str = ...,
+        participant: _builtins.str = ...,
+        claimed_source: _builtins.str = ...,
+        holder: _builtins.str = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claimed_source", b"claimed_source", "count", b"count", "holder", b"holder", "interface", b"interface", "kind", b"kind", "participant", b"participant", "writer", b"writer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Intrusion: _TypeAlias = Intrusion  # noqa: Y015
 
 @_typing.final
 class PlatformHealth(_message.Message):
@@ -567,12 +624,34 @@ class TopicInfo(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class RefusedEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     TOPIC_FIELD_NUMBER: _builtins.int
     INTERFACE_FIELD_NUMBER: _builtins.int
     QOS_FIELD_NUMBER: _builtins.int
     PUBLISHERS_FIELD_NUMBER: _builtins.int
     RATE_HZ_FIELD_NUMBER: _builtins.int
     NOMINAL_RATE_HZ_FIELD_NUMBER: _builtins.int
+    REFUSED_FIELD_NUMBER: _builtins.int
+    INTRUSIONS_FIELD_NUMBER: _builtins.int
     topic: _builtins.str
     """DDS topic name, for example "hp/nav/v1/state"."""
     interface: _builtins.str
@@ -587,6 +666,14 @@ class TopicInfo(_message.Message):
     def publishers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Names of the modules publishing on it."""
 
+    @_builtins.property
+    def refused(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Samples refused on this topic by kind ("impersonation", "duplicates", "undecodable", ...)."""
+
+    @_builtins.property
+    def intrusions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Intrusion]:
+        """The writers whose samples were refused, most refused first."""
+
     def __init__(
         self,
         *,
@@ -596,10 +683,12 @@ class TopicInfo(_message.Message):
         publishers: _abc.Iterable[_builtins.str] | None = ...,
         rate_hz: _builtins.float = ...,
         nominal_rate_hz: _builtins.float = ...,
+        refused: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        intrusions: _abc.Iterable[Global___Intrusion] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["interface", b"interface", "nominal_rate_hz", b"nominal_rate_hz", "publishers", b"publishers", "qos", b"qos", "rate_hz", b"rate_hz", "topic", b"topic"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["interface", b"interface", "intrusions", b"intrusions", "nominal_rate_hz", b"nominal_rate_hz", "publishers", b"publishers", "qos", b"qos", "rate_hz", b"rate_hz", "refused", b"refused", "topic", b"topic"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
