@@ -112,6 +112,8 @@ def test_every_command_prints_valid_json(
             "publishers": ["nav-gnss"],
             "rate_hz": 9.8,
             "nominal_rate_hz": 10.0,
+            "refused": {},
+            "intrusions": [],
         }
     elif check == "reload":
         assert data == {"changes": ["started alerter"]}

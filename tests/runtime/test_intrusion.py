@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hardpoint import Bus, Channel, interface_spec
+from hardpoint import Bus, Channel, Roster, interface_spec
 from hardpoint.alert.v1 import alert_pb2
 from hardpoint.testing import InMemoryTransport
 from hardpoint_runtime._daemon import MAX_COUNTER, Daemon, _Module
@@ -88,7 +88,7 @@ def test_topic_monitor_refuses_impersonators_and_replays_and_names_them() -> Non
     assert imp.holder != imp.writer
     assert {e["kind"] for e in events} == {"impersonation", "duplicates"}
     # With the daemon's roster naming geofence's participant, a stranger is refused even when first.
-    daemon_bus.set_roster({"geofence": [real_module.participant]})
+    daemon_bus.set_roster(Roster({"geofence": [real_module.participant]}))
     late = _writer(t.peer(), "geofence")
     late.write("", 1, 1, 0, payload)
     (info,) = monitor.snapshot()

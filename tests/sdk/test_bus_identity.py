@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from hardpoint import Bus, Channel, CycloneTransport, FrameWriter, SampleInfo, Transport, interface_spec
+from hardpoint import Bus, Channel, CycloneTransport, FrameWriter, Roster, SampleInfo, Transport, interface_spec
 from hardpoint.alert.v1 import alert_pb2
 from hardpoint.testing import InMemoryTransport
 from hardpoint_runtime.conformance._harness import free_domain_id, release_domain_id
@@ -161,7 +161,7 @@ def test_roster_admits_only_the_listed_participants(bus: InMemoryTransport) -> N
     listener = Bus(bus, module="listener")
     sub = listener.subscribe(alert_pb2.Alert, got, with_info=True)
     old, new, stranger = bus.peer(), bus.peer(), bus.peer()
-    listener.set_roster({"geofence": [old.participant, new.participant]})
+    listener.set_roster(Roster({"geofence": [old.participant, new.participant]}))
     raw_writer(stranger, source="geofence").write("", 1, 1, 0, alert(666))  # first, but not listed
     raw_writer(old, source="geofence", epoch=1).write("", 1, 1, 0, alert(1))
     raw_writer(new, source="geofence", epoch=2).write("", 1, 1, 0, alert(2))  # an update: both are the module's
@@ -181,7 +181,7 @@ def test_roster_change_judges_writers_again(bus: InMemoryTransport) -> None:
     early, real = bus.peer(), bus.peer()
     squatter = raw_writer(early, source="nav")
     squatter.write("", 1, 1, 0, alert(1))  # nobody claimed nav yet: trust on first use
-    listener.set_roster({"nav": [real.participant]})
+    listener.set_roster(Roster({"nav": [real.participant]}))
     squatter.write("", 2, 1, 0, alert(2))
     raw_writer(real, source="nav").write("", 1, 1, 0, alert(3))
     assert got.ids == ["a1", "a3"]

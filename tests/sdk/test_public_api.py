@@ -14,7 +14,7 @@ EXPECTED = {
     "ModuleContext", "ModuleError", "ModuleHost", "Publisher", "PublisherCounters", "QosClass", "QosError",
     "SampleInfo", "SchemaRecord", "SchemaRefusal", "State", "Subscription", "SubscriptionCounters", "Timer",
     "Transition", "Transport", "TransportError", "UndeclaredInterfaceError", "__version__", "all_interfaces",
-    "check_schema_record", "hookimpl", "interface_spec", "STAGED_PREFIX",
+    "check_schema_record", "hookimpl", "interface_spec", "STAGED_PREFIX", "Intruder", "Roster", "WriterIdentity",
 }  # fmt: skip
 
 

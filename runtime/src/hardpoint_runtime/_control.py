@@ -62,6 +62,8 @@ class ModuleStatus:
     local: bool = True
     #: What was refused on the bus about this module or its inputs, by offending writer.
     intrusions: tuple[IntrusionInfo, ...] = ()
+    #: GUIDs of the DDS participants of its live processes on this node (empty for a remote module).
+    participants: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

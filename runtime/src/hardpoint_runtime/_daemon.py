@@ -359,21 +359,19 @@ class Daemon:
 
     # -- the roster: who may write as which module --------------------------------------
 
-    def roster(self) -> dict[str, list[str]]:
-        """Module name -> participant GUIDs of the processes this daemon runs for it (RT-BUS-ID-004)."""
-        out: dict[str, list[str]] = {}
-        if self._transport is not None:
-            out[f"hardpointd.{self.node}"] = [self._transport.participant]
-        for m in list(self.modules.values()):
-            guids = {
-                str(getattr(p, "participant", ""))
-                for p in (m.process, *m.extra)
-                if p is not None and p.exit_code() is None
-            }
-            guids.discard("")
-            if guids:
-                out[m.name] = sorted(guids)
-        return out
+    @staticmethod
+    def _participants(m: _Module) -> tuple[str, ...]:
+        """GUIDs of the DDS participants of ``m``'s live processes (during an update, both versions')."""
+        live = [p for p in (m.process, *m.extra) if p is not None and p.exit_code() is None]
+        return tuple(sorted({str(getattr(p, "participant", "")) for p in live} - {""}))
+
+    def roster(self) -> Any:
+        """Who may write as which module of the platform (RT-BUS-ID-004), a :class:`hardpoint.Roster`."""
+        from hardpoint_runtime._roster import RosterEntry, platform_roster
+
+        entries = [RosterEntry(m.name, m.local, self._participants(m), m.provides) for m in list(self.modules.values())]
+        own = (f"hardpointd.{self.node}", self._transport.participant) if self._transport is not None else None
+        return platform_roster(entries, daemon=own)
 
     def push_roster(self) -> None:
         """Give the roster to the daemon's bus and to every module it runs, so that each refuses impersonators."""
@@ -382,12 +380,13 @@ class Daemon:
         with self._roster_lock:
             roster = self.roster()
             self._bus.set_roster(roster)
+            data = roster.as_json()
             for m in list(self.modules.values()):
                 for proc in {id(p): p for p in (m.process, *m.extra) if p is not None}.values():
                     if proc.exit_code() is not None:
                         continue
                     try:
-                        proc.request("roster", timeout_s=ROSTER_TIMEOUT_S, roster=roster)
+                        proc.request("roster", timeout_s=ROSTER_TIMEOUT_S, roster=data)
                     except WorkerError as e:  # a dead or busy worker: it gets the next roster
                         _log.warning("module %s did not take the roster: %s", m.name, e)
 
@@ -574,6 +573,7 @@ class Daemon:
             reason=m.reason, pid=m.process.pid if m.process is not None else 0, restarts=m.restarts,
             provides=m.provides, requires=m.requires, unmet=m.unmet, counters=dict(m.counters),
             heartbeat_age_s=age, local=m.local, intrusions=self._intrusions_of(m),
+            participants=self._participants(m) if m.local else (),
         )  # fmt: skip
 
     def _intrusions_of(self, m: _Module) -> tuple[Any, ...]:

@@ -151,12 +151,13 @@ def _start_when_active(client: Any, start_file: Path, proc: Any, console: Any) -
     return start_ns
 
 
-def _poll(client: Any, picture: _Picture, stop: threading.Event) -> None:
-    """Keep the picture's modules, topics and events current (a thread)."""
+def _poll(client: Any, picture: _Picture, stop: threading.Event, bus: Any) -> None:
+    """Keep the picture's modules, topics and events current, and the view's roster with them (a thread)."""
     last_event = 0
     while not stop.is_set():
         with suppress(Exception):  # the daemon may be stopping; the view just stops updating
             modules, topics = client.list_modules(), client.topics()
+            _follow_roster(bus, modules)
             new = list(client.events(since_id=last_event))
             with picture.lock:
                 picture.modules, picture.topics = modules, topics
@@ -164,6 +165,15 @@ def _poll(client: Any, picture: _Picture, stop: threading.Event) -> None:
             if new:
                 last_event = new[-1].id
         stop.wait(REFRESH_S)
+
+
+def _follow_roster(bus: Any, modules: list[Any]) -> None:
+    """Judge the bus as the platform's modules do (RT-BUS-ID-004): only their processes write as them."""
+    from hardpoint_runtime._roster import RosterEntry, platform_roster
+
+    roster = platform_roster(RosterEntry(m.name, m.local, m.participants, m.provides) for m in modules)
+    if roster.as_json() != bus.roster.as_json():
+        bus.set_roster(roster)
 
 
 def run_demo(
@@ -208,7 +218,7 @@ def run_demo(
         bus.subscribe(alert_pb2.Alert, picture.on_alert)
         stop = threading.Event()
         with ManagementClient(f"unix:{socket}") as client:
-            poller = threading.Thread(target=_poll, args=(client, picture, stop), daemon=True)
+            poller = threading.Thread(target=_poll, args=(client, picture, stop, bus), daemon=True)
             poller.start()
             start_ns = _start_when_active(client, start_file, proc, console)
             console.print(f"  all modules up after {(start_ns - launched_ns) / 1e9:.1f} s: scenario started")

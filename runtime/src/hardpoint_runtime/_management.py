@@ -248,6 +248,7 @@ def module_to_pb(m: ModuleStatus) -> pb.ModuleStatus:
         heartbeat_age_s=m.heartbeat_age_s,
         local=m.local,
         intrusions=[intrusion_to_pb(i) for i in m.intrusions],
+        participants=list(m.participants),
     )
 
 
@@ -271,6 +272,7 @@ def module_from_pb(m: pb.ModuleStatus) -> ModuleStatus:
         heartbeat_age_s=m.heartbeat_age_s,
         local=m.local,
         intrusions=tuple(intrusion_from_pb(i) for i in m.intrusions),
+        participants=tuple(m.participants),
     )
 
 

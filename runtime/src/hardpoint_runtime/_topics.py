@@ -227,7 +227,9 @@ class TopicMonitor:
                 bus = self._bus
                 stats.judge_with(
                     stats.reader,
-                    bus.roster_of if bus is not None else lambda _source: None,
+                    (lambda source: bus.roster.allowed(stats.interface, source))
+                    if bus is not None
+                    else (lambda _source: None),
                     self._note,
                     (lambda: bus.roster_generation) if bus is not None else (lambda: 0),
                 )

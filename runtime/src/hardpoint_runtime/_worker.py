@@ -5,7 +5,7 @@ to it over the worker's stdin and stdout, one JSON object per line:
 
 - daemon -> worker: ``{"id": 1, "op": "transition", "transition": "configure"}``,
   ``{"id": 2, "op": "status"}``, ``{"id": 3, "op": "promote"}``,
-  ``{"id": 4, "op": "roster", "roster": {"nav": ["<participant guid>", ...], ...}}``,
+  ``{"id": 4, "op": "roster", "roster": {"modules": {"nav": ["<participant guid>"], ...}, "provided": [...]}}``,
   ``{"id": 5, "op": "exit"}``;
 - worker -> daemon: ``{"event": "ready", "pid": ..., "manifest": {...}, "participant": "<guid>"}`` once,
   then ``{"id": 1, "ok": true, "state": "inactive", "error": ""}`` per request;
@@ -91,12 +91,14 @@ def promote(host: Any, run: Callable[[Callable[[], Any]], Any]) -> dict[str, Any
     return {"ok": True, "state": host.state.value, "staged": host.staged, "error": ""}
 
 
-def set_roster(host: Any, roster: object, run: Callable[[Callable[[], Any]], Any]) -> dict[str, Any]:
+def set_roster(host: Any, data: object, run: Callable[[Callable[[], Any]], Any]) -> dict[str, Any]:
     """The ``roster`` op: ``host.bus.set_roster`` on the dispatch thread (where subscriptions judge writers)."""
-    if not isinstance(roster, dict) or not all(
-        isinstance(k, str) and isinstance(v, list) and all(isinstance(g, str) for g in v) for k, v in roster.items()
-    ):
-        return {"ok": False, "state": host.state.value, "error": "roster must map module names to lists of GUIDs"}
+    from hardpoint import Roster
+
+    try:
+        roster = Roster.from_json(data)
+    except ValueError as e:
+        return {"ok": False, "state": host.state.value, "error": f"invalid roster: {e}"}
     run(lambda: host.bus.set_roster(roster))
     return {"ok": True, "state": host.state.value, "error": ""}
 

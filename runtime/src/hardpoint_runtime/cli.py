@@ -412,8 +412,11 @@ def topics(ctx: typer.Context, json_out: JsonOption = False) -> None:
         return
     from rich.markup import escape
 
-    table = _table("TOPIC", "INTERFACE", "QOS", "PUBLISHERS", "RATE", "NOMINAL", "REFUSED")
+    # The REFUSED column only when something was refused: a quiet bus keeps the table narrow.
+    refusals = any(any(t.refused.values()) for t in found)
+    table = _table("TOPIC", "INTERFACE", "QOS", "PUBLISHERS", "RATE", "NOMINAL", *(["REFUSED"] if refusals else []))
     for t in found:
+        refused = [", ".join(f"{k} {v}" for k, v in sorted(t.refused.items()) if v) or "-"] if refusals else []
         table.add_row(
             escape(t.topic),
             escape(t.interface),
@@ -421,7 +424,7 @@ def topics(ctx: typer.Context, json_out: JsonOption = False) -> None:
             escape(", ".join(t.publishers)) or "-",
             _rate_cell(t),
             _rate(t.nominal_rate_hz) if t.nominal_rate_hz > 0 else "aperiodic",
-            ", ".join(f"{k} {v}" for k, v in sorted(t.refused.items()) if v) or "-",
+            *refused,
         )
     console = _console()
     console.print(table if found else "no topics seen on the bus")

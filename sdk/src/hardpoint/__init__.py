@@ -40,10 +40,20 @@ if TYPE_CHECKING:
         UndeclaredInterfaceError,
     )
     from hardpoint._host import ModuleContext, ModuleHost
+    from hardpoint._identity import Intruder, Roster
     from hardpoint._lifecycle import State, Transition
     from hardpoint._manifest import Manifest
     from hardpoint._schemas import SchemaRefusal, check_schema_record
-    from hardpoint._transport import Channel, Frame, FrameReader, FrameWriter, SchemaRecord, Timer, Transport
+    from hardpoint._transport import (
+        Channel,
+        Frame,
+        FrameReader,
+        FrameWriter,
+        SchemaRecord,
+        Timer,
+        Transport,
+        WriterIdentity,
+    )
     from hardpoint.hookspecs import hookimpl
 
 __all__ = [
@@ -83,6 +93,9 @@ __all__ = [
     "__version__",
     "all_interfaces",
     "check_schema_record",
+    "Intruder",
+    "Roster",
+    "WriterIdentity",
     "hookimpl",
     "interface_spec",
 ]
@@ -122,8 +135,10 @@ _WHERE = {
     **dict.fromkeys(["State", "Transition"], "hardpoint._lifecycle"),
     "Manifest": "hardpoint._manifest",
     **dict.fromkeys(["SchemaRefusal", "check_schema_record"], "hardpoint._schemas"),
+    **dict.fromkeys(["Intruder", "Roster"], "hardpoint._identity"),
     **dict.fromkeys(
-        ["Channel", "Frame", "FrameReader", "FrameWriter", "SchemaRecord", "Timer", "Transport"], "hardpoint._transport"
+        ["Channel", "Frame", "FrameReader", "FrameWriter", "SchemaRecord", "Timer", "Transport", "WriterIdentity"],
+        "hardpoint._transport",
     ),
     "hookimpl": "hardpoint.hookspecs",
 }

@@ -22,7 +22,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, Final, Generic, TypeVar
 
@@ -31,7 +31,7 @@ from google.protobuf.message import DecodeError, Message
 from hardpoint._batch import batch_type, item_prefix
 from hardpoint._contracts import InterfaceSpec, QosClass, file_descriptor_set, interface_spec
 from hardpoint._errors import HardpointError, QosError, TransportError, UndeclaredInterfaceError
-from hardpoint._identity import Intruder, Roster, SourceBinding, roster_lookup
+from hardpoint._identity import Intruder, Roster, SourceBinding
 from hardpoint._transport import Channel, Frame, FrameReader, FrameWriter, SchemaRecord, Transport
 
 __all__ = [
@@ -434,7 +434,9 @@ class Subscription(Generic[M]):
         name = self.spec.name
         bus = self._bus
         self._binding = SourceBinding(
-            reader.writer_identity, bus._allowed_participants, lambda record, n: bus._report_intrusion(name, record, n)
+            reader.writer_identity,
+            lambda source: bus._roster.allowed(name, source),
+            lambda record, n: bus._report_intrusion(name, record, n),
         )
 
     def _reset_identities(self) -> None:
@@ -651,7 +653,7 @@ class Bus:
         #: Publishing is allowed only while this is true (the module is active).
         self.active = True
         #: Participants allowed to write as each module the local daemon supervises (SDK-BUS-ID-004).
-        self._roster_of: Callable[[str], Collection[str] | None] = roster_lookup({})
+        self._roster = Roster()
         self._intrusion_handler: Callable[[str, Intruder, int], None] | None = None
         self._roster_generation = 0
 
@@ -805,29 +807,28 @@ class Bus:
     # -- writer identity --------------------------------------------------------
 
     def set_roster(self, roster: Roster) -> None:
-        """Name the participants allowed to write as each module (SDK-BUS-ID-004); replaces the previous roster.
+        """Say who may write as each module of the platform (SDK-BUS-ID-004); replaces the previous roster.
 
         A source the roster names is admitted only from a writer of one of its
-        participants; any other source is bound to its first live writer. Every
-        subscription judges each writer again from its next frame on. The
-        daemon pushes its roster of the modules it supervises to each of them.
+        participants; on an interface the platform's modules provide, a source
+        that is no module of the platform is refused; any other source is bound
+        to its first live writer. Every subscription judges each writer again
+        from its next frame on. The daemon pushes its roster to each module.
         """
-        self._roster_of = roster_lookup(roster)
+        self._roster = roster
         self._roster_generation += 1
         for sub in list(self._subscriptions):
             sub._reset_identities()
 
-    def roster_of(self, source: str) -> Collection[str] | None:
-        """The participants the roster allows to write as ``source``; ``None`` when it does not name it."""
-        return self._roster_of(source)
+    @property
+    def roster(self) -> Roster:
+        """The roster in force (empty: every source is bound to its first live writer)."""
+        return self._roster
 
     @property
     def roster_generation(self) -> int:
         """How many times :meth:`set_roster` was called: readers outside this bus judge writers again when it moves."""
         return self._roster_generation
-
-    def _allowed_participants(self, source: str) -> Collection[str] | None:
-        return self._roster_of(source)
 
     def on_intrusion(self, handler: Callable[[str, Intruder, int], None] | None) -> None:
         """Have ``handler(interface, intruder, count)`` called on the dispatch thread for each refused impersonation.

@@ -8,11 +8,14 @@ decides, per topic, whether a writer may speak for the source it claims:
 - With a **roster** entry for the source (the participants the local daemon
   started for that module, pushed to every module it supervises), a writer is
   admitted when its participant is listed, and refused otherwise.
-- Without one (a module of another node, a tool), the first live writer to
-  claim a source owns it (trust on first use). Another writer claiming it
-  while the owner is alive is an impersonator; once the owner is gone from
-  discovery (a restarted module, a closed publisher), the next claimant
-  takes the source over.
+- A roster also says which interfaces the platform's modules provide: on
+  those, a source that is no module of the platform is refused (a stranger
+  cannot add tracks or alerts under a name of its own choosing).
+- Otherwise (a module of another node, a tool, an interface no module
+  provides such as an operator's tasking), the first live writer to claim a
+  source owns it (trust on first use). Another writer claiming it while the
+  owner is alive is an impersonator; once the owner is gone from discovery (a
+  restarted module, a closed publisher), the next claimant takes it over.
 
 Refused writers are remembered as :class:`Intruder` records (bounded), which
 name the offending writer and the one it tried to speak for. The decisions are
@@ -27,15 +30,65 @@ from typing import Final
 
 from hardpoint._transport import WriterIdentity
 
-__all__ = ["MAX_INTRUDERS", "Intruder", "Roster", "SourceBinding"]
+__all__ = ["MAX_INTRUDERS", "NOBODY", "Intruder", "Roster", "SourceBinding"]
 
 #: Refused writers remembered per topic; past this, refusals are only counted (``Intruder`` "others").
 MAX_INTRUDERS: Final = 64
 #: Writer identities cached per topic (a handle's identity never changes); the cache is cleared past this.
 _MAX_IDENTITIES: Final = 4096
 
-#: Module name -> GUIDs of the participants allowed to write as it.
-Roster = Mapping[str, Collection[str]]
+#: What a roster allows a source that is no module of the platform, on an interface its modules provide.
+NOBODY: Final = frozenset[str]()
+
+
+class Roster:
+    """Who may write as which module: the local daemon's word (SDK-BUS-ID-004). Immutable, so shared across threads.
+
+    :param modules: module name -> GUIDs of the participants allowed to write as it; ``None`` for a
+        module of another node, whose participants this daemon does not know (first live writer).
+    :param provided: interface -> the modules that provide it on the platform. On these interfaces a
+        source that is not a module of the platform is refused; other interfaces (an operator's
+        commands, acknowledgements) are open to any source, first live writer.
+    """
+
+    __slots__ = ("_modules", "_provided")
+
+    def __init__(
+        self,
+        modules: Mapping[str, Collection[str] | None] | None = None,
+        provided: Mapping[str, Collection[str]] | None = None,
+    ) -> None:
+        self._modules = {name: None if g is None else frozenset(g) for name, g in (modules or {}).items()}
+        self._provided = frozenset(provided or ())
+
+    def allowed(self, interface: str, source: str) -> Collection[str] | None:
+        """The participants allowed to write ``source`` on ``interface``; ``None``: the first live writer."""
+        if source in self._modules:
+            return self._modules[source]
+        return NOBODY if interface in self._provided else None
+
+    def as_json(self) -> dict[str, object]:
+        """The roster as the worker protocol carries it (``Roster.from_json`` reads it back)."""
+        return {
+            "modules": {n: None if g is None else sorted(g) for n, g in sorted(self._modules.items())},
+            "provided": sorted(self._provided),
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> Roster:
+        """Read :meth:`as_json`'s form; :raises ValueError: it is not that form."""
+        if not isinstance(data, dict):
+            raise ValueError("a roster is an object with 'modules' and 'provided'")
+        modules, provided = data.get("modules", {}), data.get("provided", [])
+        if not isinstance(modules, dict) or not isinstance(provided, list):
+            raise ValueError("roster 'modules' must be an object and 'provided' a list")
+        for name, guids in modules.items():
+            ok = guids is None or (isinstance(guids, list) and all(isinstance(g, str) for g in guids))
+            if not isinstance(name, str) or not ok:
+                raise ValueError(f"roster entry {name!r}: a list of participant GUIDs or null")
+        if not all(isinstance(i, str) for i in provided):
+            raise ValueError("roster 'provided' must list interface names")
+        return cls(modules, dict.fromkeys(provided, ()))
 
 
 @dataclass(slots=True)
@@ -119,7 +172,8 @@ class SourceBinding:
             if ident is not None and ident.participant in allowed:
                 self._owner[source] = writer
                 return True
-            self._refuse(writer, ident, source, "roster:" + ",".join(sorted(allowed)), count)
+            holder = "roster:" + ",".join(sorted(allowed)) if allowed else "roster: no module of the platform"
+            self._refuse(writer, ident, source, holder, count)
             return False
         owner = self._owner.get(source)
         owner_ident = None if owner is None else self._identify(owner)
@@ -154,9 +208,3 @@ class SourceBinding:
             (Intruder(r.writer, r.participant, r.claimed, r.holder, r.count) for r in self.intruders.values()),
             key=lambda r: -r.count,
         )
-
-
-def roster_lookup(roster: Roster) -> Callable[[str], Collection[str] | None]:
-    """``roster.get`` as :class:`SourceBinding` wants it (a frozen copy, safe to share between threads)."""
-    frozen = {name: frozenset(guids) for name, guids in roster.items()}
-    return frozen.get

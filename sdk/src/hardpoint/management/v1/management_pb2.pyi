@@ -382,6 +382,7 @@ class ModuleStatus(_message.Message):
     HEARTBEAT_AGE_S_FIELD_NUMBER: _builtins.int
     LOCAL_FIELD_NUMBER: _builtins.int
     INTRUSIONS_FIELD_NUMBER: _builtins.int
+    PARTICIPANTS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Module name, unique on the platform."""
     version: _builtins.str
@@ -428,6 +429,13 @@ class ModuleStatus(_message.Message):
         counters, impersonating writers of the interfaces it requires), by offending writer; most refused first.
         """
 
+    @_builtins.property
+    def participants(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """GUIDs (32 lowercase hex digits) of the DDS participants of the module's live processes on this node
+        (two during an update: the old and the new version's). The platform's roster: a writer of any other
+        participant that claims to be this module is refused. Empty for a module of another node.
+        """
+
     def __init__(
         self,
         *,
@@ -448,10 +456,11 @@ class ModuleStatus(_message.Message):
         heartbeat_age_s: _builtins.float = ...,
         local: _builtins.bool = ...,
         intrusions: _abc.Iterable[Global___Intrusion] | None = ...,
+        participants: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "health", b"health", "heartbeat_age_s", b"heartbeat_age_s", "intrusions", b"intrusions", "local", b"local", "name", b"name", "node", b"node", "pid", b"pid", "provides", b"provides", "reason", b"reason", "requires", b"requires", "restarts", b"restarts", "state", b"state", "supplier", b"supplier", "target_state", b"target_state", "unmet", b"unmet", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "health", b"health", "heartbeat_age_s", b"heartbeat_age_s", "intrusions", b"intrusions", "local", b"local", "name", b"name", "node", b"node", "participants", b"participants", "pid", b"pid", "provides", b"provides", "reason", b"reason", "requires", b"requires", "restarts", b"restarts", "state", b"state", "supplier", b"supplier", "target_state", b"target_state", "unmet", b"unmet", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
