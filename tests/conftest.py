@@ -39,6 +39,7 @@ LONGEST_FIRST = (
     "conformance/reference-runs",
     "demo/test_demo.py",
     "conformance/test_supplier_guide.py",
+    "security/test_hostile_platform.py",
     "update/test_update_e2e.py",
     "conformance/test_broken_variants.py",
     "update/test_crash_safety.py",

@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from hardpoint_runtime._control import IntrusionInfo
 from hardpoint_runtime._management import ManagementServer, serve
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,7 +60,15 @@ def _platform() -> list[Any]:
         pid=2**40 + 3,
         restarts=7,
         counters={"tx_samples": BIG_COUNTER, "bad_samples": 0},
-    )
+        intrusions=(
+            IntrusionInfo(
+                interface="hardpoint.core.v1.ModuleHealth", kind="forged_heartbeat", writer="ab" * 16,
+                participant="cd" * 16, claimed_source="zz-restarting", holder="participant:" + "ef" * 16,
+                count=BIG_COUNTER,
+            ),
+        ),
+        participants=("ef" * 16,),
+    )  # fmt: skip
     return [*sample_modules(), extra]
 
 
@@ -153,6 +162,19 @@ def _expected(m: Any) -> dict[str, Any]:
         "counters": {k: str(v) for k, v in m.counters.items()},
         "heartbeat_age_s": m.heartbeat_age_s,
         "local": m.local,
+        "intrusions": [
+            {
+                "interface": i.interface,
+                "kind": i.kind,
+                "writer": i.writer,
+                "participant": i.participant,
+                "claimed_source": i.claimed_source,
+                "holder": i.holder,
+                "count": str(i.count),
+            }
+            for i in m.intrusions
+        ],
+        "participants": list(m.participants),
     }
 
 

@@ -256,3 +256,66 @@ def test_impersonation_on_cyclone_names_the_dds_writer(domain: int) -> None:
     finally:
         for t in (hostile_t, real_t, listener_t):
             t.close()
+
+
+def test_disposes_and_unregisters_by_a_stranger_change_nothing(domain: int) -> None:
+    """SDK-BUS-ID-006: a stranger disposing and unregistering the real instance of a state interface.
+
+    The module keeps receiving the real writer's samples, nothing is delivered for the disposes, and a
+    reader that joins afterwards still gets the real writer's last value (its transient-local history).
+    """
+    from cyclonedds.pub import DataWriter
+    from cyclonedds.topic import Topic
+
+    from hardpoint._dds import _qos
+    from hardpoint._dds._envelope import KeyedEnvelope
+    from hardpoint.nav.v1 import nav_pb2
+
+    nav = interface_spec(nav_pb2.NavState)
+    listener_t = CycloneTransport(domain_id=domain)
+    real_t = CycloneTransport(domain_id=domain)
+    hostile_t = CycloneTransport(domain_id=domain)
+    late_t: CycloneTransport | None = None
+    try:
+        got: list[str] = []
+        listener = Bus(listener_t, module="listener")
+        sub = listener.subscribe(nav_pb2.NavState, lambda m: got.append(m.platform_id))
+        pub = Bus(real_t, module="nav", provides=[nav.name]).publisher(nav_pb2.NavState)
+        pub.publish(nav_pb2.NavState(platform_id="p1"))
+        assert wait_for(lambda: got == ["p1"])
+        # The stranger: plain cyclonedds on the same topic and type, the real instance's key.
+        channel = Channel(
+            topic=nav.topic, qos=nav.qos, keyed=True, history_depth=nav.history_depth,
+            interface=nav.name, schema_id=nav.schema_id,
+        )  # fmt: skip
+        topic = Topic(hostile_t._participant, nav.topic, KeyedEnvelope)
+        hostile = DataWriter(hostile_t._participant, topic, _qos.writer_qos(channel))
+        instance = KeyedEnvelope("p1", "nav", 1, 1, 1, 0, nav.name, nav.schema_id, b"")
+        time.sleep(1.0)  # discovery
+        for _ in range(5):
+            hostile.dispose(instance)
+            hostile.unregister_instance(instance)
+        time.sleep(0.5)
+        pub.publish(nav_pb2.NavState(platform_id="p1"))
+        assert wait_for(lambda: got == ["p1", "p1"]), got
+        assert sub.counters.rejected == 0
+        late_t = CycloneTransport(domain_id=domain)
+        late: list[str] = []
+        Bus(late_t, module="late").subscribe(nav_pb2.NavState, lambda m: late.append(m.platform_id))
+        assert wait_for(lambda: late == ["p1"]), late
+    finally:
+        for t in (late_t, hostile_t, real_t, listener_t):
+            if t is not None:
+                t.close()
+
+
+def test_a_forged_count_does_not_inflate_the_refusal_counters(bus: InMemoryTransport) -> None:
+    """SDK-BUS-ID-007: a refused frame claiming 2**32 messages counts as one."""
+    from hardpoint.testing import MemoryFrame
+
+    sub = Bus(bus, module="listener").subscribe(alert_pb2.Alert, lambda _m: None)
+    bus.inject(SPEC.topic, MemoryFrame("", "x", 1, 1, 2**32, 0, "hardpoint.bogus.v1.X", SPEC.schema_id, b""))
+    bus.inject(SPEC.topic, MemoryFrame("", "x", 1, 1, 2**32, 0, SPEC.name, "ffffffffffffffff", b""))
+    bus.inject(SPEC.topic, MemoryFrame("", "x", 1, 1, 3, 0, SPEC.name, "ffffffffffffffff", b""))
+    assert sub.counters.wrong_interface == 1
+    assert sub.counters.schema_mismatch == 1 + 3

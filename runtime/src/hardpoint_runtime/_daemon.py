@@ -312,8 +312,8 @@ class Daemon:
             counters, participant = m.counters, m.counters_from
         else:
             participant = info.participant
-        state = health_pb2.LifecycleState.Name(beat.lifecycle_state).removeprefix("LIFECYCLE_STATE_").lower()
-        status = health_pb2.HealthStatus.Name(beat.status).removeprefix("HEALTH_STATUS_").lower()
+        state = _enum_name(health_pb2.LifecycleState, beat.lifecycle_state, "LIFECYCLE_STATE_")
+        status = _enum_name(health_pb2.HealthStatus, beat.status, "HEALTH_STATUS_")
         # No lock: this runs on the bus dispatch thread, which must never wait for a slow spawn.
         m.last_beat = time.monotonic()
         m.beat_state = state
@@ -841,6 +841,14 @@ class Daemon:
         """Block until :meth:`stop` is called or a signal arrives."""
         while not self._stop.wait(0.5):
             pass
+
+
+def _enum_name(enum: Any, value: int, prefix: str) -> str:
+    """The lower-case name of an enum value; ``unknown`` for a number the enum does not have (open enums)."""
+    try:
+        return str(enum.Name(value)).removeprefix(prefix).lower()
+    except ValueError:
+        return "unknown"
 
 
 def _same_version(beat: str, ours: str) -> bool:

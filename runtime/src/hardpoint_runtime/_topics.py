@@ -81,10 +81,11 @@ class _TopicStats:
         count = f.count
         if type(count) is not int:
             return "undecodable", 1
+        claimed = count if 0 < count <= MAX_BATCH else 1  # never billions from one forged count (SDK-BUS-ID-007)
         if f.interface != self.interface:
-            return "wrong_interface", max(count, 1)
+            return "wrong_interface", claimed
         if self.schema_id and f.schema_id != self.schema_id:
-            return "schema_mismatch", max(count, 1)
+            return "schema_mismatch", claimed
         if not 0 < count <= MAX_BATCH:  # a frame claiming more is no message
             return "undecodable", 1
         binding = self._binding

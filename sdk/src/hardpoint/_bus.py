@@ -523,11 +523,14 @@ class Subscription(Generic[M]):
     def _check(self, frame: Frame) -> Sequence[Any] | None:  # noqa: PLR0911 - one exit per normative check
         c = self.counters
         count = frame.count
+        # A refused frame counts as the messages it claims only when it could hold them: a forged
+        # count of 2**32 must not make one sample look like billions (SDK-BUS-ID-007).
+        claimed = count if 0 < count <= MAX_BATCH else 1
         if frame.interface != self.spec.name:
-            c.wrong_interface += max(count, 1)
+            c.wrong_interface += claimed
             return None
         if frame.schema_id != self.spec.schema_id:
-            c.schema_mismatch += max(count, 1)
+            c.schema_mismatch += claimed
             return None
         if count < 1 or count > MAX_BATCH:
             c.undecodable += 1
