@@ -72,6 +72,8 @@ BATCH_SIZE: Final = 256
 _CHUNK_SAMPLE_BYTES: Final = 16 * 1024
 #: About how many bytes of such samples make one delivery.
 _CHUNK_BYTES: Final = 256 * 1024
+#: Malformed samples of a reader logged one by one; after that, every thousandth.
+_MALFORMED_LOGGED: Final = 10
 #: Longest the dispatch thread sleeps without a reason to wake, in nanoseconds.
 _IDLE_WAIT_NS: Final = 1_000_000_000
 #: Read condition mask: any sample, whatever its sample, view and instance state.
@@ -341,7 +343,9 @@ class _Reader(FrameReader, Generic[S]):
                 out.append(self.decode(data, info.publication_handle))
             except Exception as e:  # malformed input; the library's fallback decoder raises anything
                 self.malformed += 1
-                _log.warning("dropped a malformed sample on topic %s: %s", self.topic, e)
+                # Anyone can write on a topic: a flood of garbage must not flood the log (the count says it all).
+                if self.malformed <= _MALFORMED_LOGGED or self.malformed % 1000 == 0:
+                    _log.warning("dropped malformed sample %d on topic %s: %s", self.malformed, self.topic, e)
                 if self.placeholder is not None:
                     out.append(self.placeholder(info.publication_handle))
         return out
