@@ -26,6 +26,7 @@ from hardpoint_runtime.conformance._tasking import (
     REQUESTER,
     RESULT,
     STRANGER,
+    WATCH_DEADLINES,
     TaskLog,
     handles_tasks,
     task_problems,
@@ -43,9 +44,10 @@ def _refusals(**kw: object) -> dict[str, int]:
 def test_receive_order_decides_the_counter() -> None:
     assert _refusals() == {"good": 1}
     assert _refusals(count=3) == {"good": 3}
-    # Interface first, then schema: counted as max(count, 1), whatever else is wrong.
+    # Interface first, then schema: counted as the count when it is a possible batch, else 1 (SDK-BUS-ID-007).
     assert _refusals(interface_ok=False, schema_ok=False, count=0, decodes=False) == {"wrong_interface": 1}
     assert _refusals(schema_ok=False, count=4, replay=True) == {"schema_mismatch": 4}
+    assert _refusals(interface_ok=False, count=2**32) == {"wrong_interface": 1}
     # A count out of range is one malformed sample, before the sequence is looked at.
     assert _refusals(count=0, replay=True) == {"undecodable": 1}
     assert _refusals(count=MAX_BATCH + 1) == {"undecodable": 1}
@@ -259,3 +261,42 @@ def test_task_handling_is_read_from_the_manifest(
 def test_alert_zone_is_an_interface_the_task_catalog_can_pack() -> None:
     """The catalog asks with every interface type: geofence's Zone among them."""
     assert alert_pb2.Zone.DESCRIPTOR.full_name in hardpoint.all_interfaces()
+
+
+# -- exactly one result per task, judged directly (CF-TASK-005) ----------------------------------------------
+
+
+def test_the_duplicate_watch_is_derived_from_the_answer_deadlines() -> None:
+    log = TaskLog(MODULE, request_deadline_s=1.0, cancel_deadline_s=1.0)
+    assert log.watch_s == WATCH_DEADLINES * 1.0 + ALLOWANCE_S == 11.0
+    assert TaskLog(MODULE, request_deadline_s=0.5, cancel_deadline_s=2.0).watch_s == WATCH_DEADLINES * 2.0 + ALLOWANCE_S
+
+
+@pytest.mark.parametrize("delay_s", [0.5, 1.5, 5.0, 8.0, 10.5])
+def test_a_result_sent_again_unasked_is_a_duplicate_whenever_it_comes(delay_s: float) -> None:
+    """One request, one result, the same result again ``delay_s`` later: a duplicate, named with its delay."""
+    problems = Log().request(0).ack(0.1).result(0.2).result(0.2 + delay_s).problems()
+    duplicates = [p for p in problems if "duplicate TaskResult" in p]
+    assert len(duplicates) == 1, problems
+    assert f"{delay_s:.2f} s after the first, answering no request or cancel" in duplicates[0]
+    assert "CF-TASK-005" in duplicates[0]
+    assert duplicates[0].startswith("task 't1': ")
+
+
+def test_results_asked_for_are_no_duplicates() -> None:
+    # Again in answer to a repeated request and to a cancel, each within its deadline and allowance.
+    asked = Log().request(0).ack(0.1).result(0.2).request(5).ack(5.1).result(5.2).cancel(9).result(9.5)
+    assert asked.problems() == []
+    # The outcome of a task that ran longer than the answer deadlines answers nothing: it is the outcome.
+    assert Log().request(0).ack(0.1).result(7.0).problems() == []
+    # But one answer per request: the second result within the first request's window is a duplicate.
+    (duplicate,) = [p for p in Log().request(0).ack(0.1).result(0.2).result(0.4).problems() if "duplicate" in p]
+    assert "0.20 s after the first" in duplicate
+    # An answer after its request's deadline and allowance is no answer to it.
+    late = Log().request(0).ack(0.1).result(0.2).request(5).ack(5.1).result(5 + 1.0 + ALLOWANCE_S + 0.5)
+    assert any("duplicate TaskResult" in p for p in late.problems())
+
+
+def test_the_answer_to_a_cancel_sent_again_is_a_duplicate() -> None:
+    problems = Log().request(0).ack(0.1).cancel(0.2).result(0.3, CANCELLED).result(8.3, CANCELLED).problems()
+    assert any("duplicate TaskResult (status 3) 8.00 s after the first" in p for p in problems), problems

@@ -94,10 +94,10 @@ def reference(frames: list[MemoryFrame]) -> tuple[list[tuple[str, int]], Counter
     delivered: list[tuple[str, int]] = []
     for f in frames:
         if f.interface != SPEC.name:
-            counts["wrong_interface"] += max(f.count, 1)
+            counts["wrong_interface"] += f.count if 1 <= f.count <= 4096 else 1  # SDK-BUS-ID-007
             continue
         if f.schema_id != SPEC.schema_id:
-            counts["schema_mismatch"] += max(f.count, 1)
+            counts["schema_mismatch"] += f.count if 1 <= f.count <= 4096 else 1
             continue
         if not 1 <= f.count <= 4096:
             counts["undecodable"] += 1

@@ -34,6 +34,7 @@ from hardpoint_runtime._errors import (
     ManagementError,
     ResolutionError,
     StateError,
+    WorkerError,
 )
 from hardpoint_runtime._policy import RestartDecision, RestartPolicy
 from hardpoint_runtime._resolve import Candidate, InterfaceInfo, Resolution, Unmet, resolve
@@ -69,6 +70,7 @@ __all__ = [
     "TopicInfo",
     "Unmet",
     "UnmetRequirement",
+    "WorkerError",
     "load_config",
     "parse_config",
     "resolve",

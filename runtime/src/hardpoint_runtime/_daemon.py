@@ -896,10 +896,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--domain-id", type=int, help="DDS domain (default: the configuration's platform.domain_id)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level,
-        format='{"t":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}',
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())  # one valid JSON object per line, whatever the message holds
+    logging.basicConfig(level=args.log_level, handlers=[handler])
     try:
         daemon = Daemon(args.config, node=args.node, domain_id=args.domain_id)
         daemon.start()

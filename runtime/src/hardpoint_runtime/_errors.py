@@ -7,7 +7,8 @@
         ├── ConfigError        the platform configuration file is unreadable or invalid
         ├── ResolutionError    the platform cannot be resolved (two single-writer providers, unknown interface)
         ├── StateError         the state database is unreadable, damaged or from a newer runtime
-        └── ManagementError    a management call failed, or its endpoint cannot be set up
+        ├── ManagementError    a management call failed, or its endpoint cannot be set up
+        └── WorkerError        a module process did not start, answer or load its module
 
 Like the SDK's errors, each names what it is about in its message and keeps it
 as attributes, so callers (the CLI, the management API) never parse text.
@@ -28,6 +29,7 @@ __all__ = [
     "ManagementError",
     "ResolutionError",
     "StateError",
+    "WorkerError",
 ]
 
 
@@ -146,3 +148,7 @@ class ManagementError(HardpointRuntimeError):
         self.code = code
         self.details = details
         self.target = target
+
+
+class WorkerError(HardpointRuntimeError):
+    """A module's process did not start, did not answer in time, or said it could not load the module."""

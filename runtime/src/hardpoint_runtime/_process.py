@@ -17,11 +17,11 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
+from hardpoint_runtime._errors import WorkerError  # re-exported: the supervisor's error
+
 __all__ = ["ModuleProcess", "WorkerError"]
 
 
-class WorkerError(Exception):
-    """The worker did not answer, or said it could not load the module."""
 
 
 class ModuleProcess:

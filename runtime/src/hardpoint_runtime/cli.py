@@ -106,9 +106,24 @@ def _main(
         Path | None,
         typer.Option("--tls-ca", envvar="HARDPOINT_TLS_CA", help="CA certificate (PEM) of the daemon, for --tcp."),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=lambda v: _print_version() if v else None, help="Print versions."
+        ),
+    ] = False,
 ) -> None:
     """Inspect and operate a running hardpoint platform through its daemon (hardpointd)."""
+    del version  # handled by its eager callback
     ctx.obj = _Endpoint(socket=socket, tcp=tcp, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca)
+
+
+def _print_version() -> None:
+    """``hardpoint --version``: the runtime's and the SDK's distribution versions, then exit."""
+    from importlib.metadata import version
+
+    print(f"hardpoint-runtime {version('hardpoint-runtime')} (hardpoint SDK {version('hardpoint')})")
+    raise typer.Exit(0)
 
 
 # --------------------------------------------------------------------------- plumbing

@@ -112,8 +112,10 @@ class ModuleHost:
         self._pm.add_hookspecs(hookspecs)
         try:
             self._pm.register(module, name=self.manifest.name)
+            # A @hookimpl whose name is no hook (on_activte) would otherwise never be called (SDK-LC-008).
+            self._pm.check_pending()
         except pluggy.PluginValidationError as e:
-            raise ModuleError(f"module {self.manifest.name!r}: {e}", module=self.manifest.name) from e
+            raise ModuleError(_hook_error(self.manifest.name, module, e), module=self.manifest.name) from e
         self._timers: list[Timer] = []
         self.state = State.UNCONFIGURED
         #: The last error a hook raised, if any.
@@ -298,3 +300,22 @@ def _manifest_of(module: object) -> Manifest:
     if isinstance(raw, Mapping):
         return Manifest.load(raw, origin=where)
     raise ManifestError(f"{where} has no 'manifest' (a hardpoint.Manifest)")
+
+
+def _hook_error(name: str, module: object, error: Exception) -> str:
+    """The refusal of a module's hooks, naming the module, the hook and, for a misspelling, the hook meant."""
+    import difflib
+
+    hooks = sorted(n for n in dir(hookspecs) if n.startswith("on_"))
+    unknown = [n for n in dir(module) if _is_hookimpl(getattr(module, n, None)) and n not in hooks]
+    if not unknown:
+        return f"module {name!r}: {error}"
+    hints = []
+    for n in unknown:
+        close = difflib.get_close_matches(n, hooks, n=1)
+        hints.append(f"{n!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return f"module {name!r}: @hookimpl on {', '.join(hints)}, which is no hook; the hooks are {', '.join(hooks)}"
+
+
+def _is_hookimpl(fn: object) -> bool:
+    return hasattr(fn, "hardpoint_impl")

@@ -91,7 +91,8 @@ class Sent:
 def expected_refusals(*, interface_ok: bool, schema_ok: bool, count: int, decodes: bool, replay: bool) -> Sent:
     """What one envelope must do to a subscription's counters, following the normative receive order.
 
-    IF-ENV-RX-ORDER: wrong interface, then wrong schema id (both count ``max(count, 1)``), then a
+    IF-ENV-RX-ORDER: wrong interface, then wrong schema id (both count ``count`` when it is a possible
+    batch, ``1..MAX_BATCH``, else 1: SDK-BUS-ID-007), then a
     count outside ``1..MAX_BATCH`` (one undecodable), then a replayed sequence (``count``
     duplicates), then a payload that does not decode (``count`` undecodable); else ``count``
     messages reach module code.
@@ -99,10 +100,11 @@ def expected_refusals(*, interface_ok: bool, schema_ok: bool, count: int, decode
     from hardpoint._bus import MAX_BATCH
 
     sent = Sent()
+    claimed = count if 1 <= count <= MAX_BATCH else 1
     if not interface_ok:
-        sent.refused["wrong_interface"] = max(count, 1)
+        sent.refused["wrong_interface"] = claimed
     elif not schema_ok:
-        sent.refused["schema_mismatch"] = max(count, 1)
+        sent.refused["schema_mismatch"] = claimed
     elif not 1 <= count <= MAX_BATCH:
         sent.refused["undecodable"] = 1
     elif replay:
