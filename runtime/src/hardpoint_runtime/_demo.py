@@ -108,7 +108,15 @@ def _daemon(config: Path, out_dir: Path, domain_id: int | None, start_file: Path
     env = {**os.environ, "HARDPOINT_SIM_START_FILE": str(start_file)}
     env.pop("HARDPOINT_SIM_START_NS", None)
     log = (out_dir / "hardpointd.log").open("wb")
-    proc = subprocess.Popen(cmd, cwd=out_dir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=out_dir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=_stop_with_parent,  # noqa: PLW1509 - called before any thread of the demo starts
+    )
     try:
         yield proc
     finally:
@@ -120,6 +128,43 @@ def _daemon(config: Path, out_dir: Path, domain_id: int | None, start_file: Path
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         log.close()
+
+
+def _stop_with_parent() -> None:
+    """In the daemon's process, before exec: SIGTERM it when the demo dies, even by SIGKILL (Linux).
+
+    SIGTERM and SIGHUP to the demo stop the daemon in order (:func:`ended_by_signals`); this is the
+    net for a demo that cannot run its clean-up, so the daemon and its modules never outlive it.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+
+@contextmanager
+def ended_by_signals() -> Iterator[None]:
+    """SIGTERM (``timeout``, a service manager) and SIGHUP (the terminal closed) end the block as Ctrl-C does.
+
+    Each raises ``SystemExit(128 + signal)`` in the main thread, so every ``finally`` runs: the daemon
+    the demo started is stopped, with its modules, instead of being left running as orphans.
+    """
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            previous[sig] = signal.signal(sig, stop)
+    except ValueError:  # not the main thread: the caller handles signals
+        pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _wait_for_socket(proc: subprocess.Popen[bytes], socket: Path, out_dir: Path) -> None:
@@ -209,7 +254,7 @@ def run_demo(
     launched_ns = time.time_ns()
     console.print(f"[bold]hardpoint demo[/]: platform [cyan]{platform.platform.name}[/] from {config}")
     console.print(f"  output in {out_dir}, DDS domain {domain}, {duration_s:g} s of scenario time")
-    with _daemon(config, out_dir, domain_id, start_file) as proc:
+    with ended_by_signals(), _daemon(config, out_dir, domain_id, start_file) as proc:
         socket = out_dir / "state" / "hardpointd.sock"
         _wait_for_socket(proc, socket, out_dir)
         transport = hardpoint.CycloneTransport(domain_id=domain)
