@@ -471,3 +471,38 @@ def test_locator_nested_array_of_tables() -> None:
 )
 def test_format_loc(loc: tuple[str | int, ...], text: str) -> None:
     assert format_loc(loc) == text
+
+
+# --------------------------------------------------------------------------- the update section (issue 14)
+
+
+def _update(tmp_path: Path, lines: str) -> str:
+    (tmp_path / "repo").mkdir(exist_ok=True)
+    (tmp_path / "key.pub").write_text("key")
+    return MINIMAL + "\n[update]\n" + lines
+
+
+@pytest.mark.parametrize("value", ['"yes"', "1", '"true"', "0"])
+def test_security_switches_are_strict_booleans(tmp_path: Path, value: str) -> None:
+    """Defect 7: ``require_evidence = "yes"`` or ``= 1`` was taken as true; a security switch is true or false."""
+    text = _update(tmp_path, f'directory = "repo"\nconformance_keys = ["key.pub"]\nrequire_evidence = {value}\n')
+    error = config_error(tmp_path, text)
+    assert error.field == "update.require_evidence"
+    assert error.line == 7
+    assert "bool" in error.reason
+
+
+def test_require_evidence_true_loads(tmp_path: Path) -> None:
+    text = _update(tmp_path, 'directory = "repo"\nconformance_keys = ["key.pub"]\nrequire_evidence = true\n')
+    config = load_config(write(tmp_path, text))
+    assert config.update is not None
+    assert config.update.require_evidence is True
+
+
+def test_missing_update_directory_is_refused_at_start(tmp_path: Path) -> None:
+    """Defect 6: a missing folder failed only later, as a fetch error naming a role, not the setting."""
+    error = config_error(tmp_path, _update(tmp_path, 'directory = "no-such-folder"\n'))
+    assert error.field == "update.directory"
+    assert error.line == 5
+    assert "folder not found" in error.reason
+    assert "no-such-folder" in error.reason

@@ -32,6 +32,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -162,11 +163,11 @@ class ManagementSection(_Model):
 class MetricsSection(_Model):
     """``[metrics]``: the Prometheus endpoint, off by default and loopback when on."""
 
-    enabled: bool = False
+    enabled: StrictBool = False
     address: str = "127.0.0.1"
     port: int = Field(default=9464, ge=0, le=65535)
     #: Must be true to listen on an address that is not loopback.
-    allow_remote: bool = False
+    allow_remote: StrictBool = False
 
     @model_validator(mode="after")
     def _loopback_unless_allowed(self) -> Self:
@@ -294,7 +295,7 @@ class UpdateSection(_Model):
     #: Restarts of the new version tolerated during probation (one more rolls back).
     probation_restarts: int = Field(default=0, ge=0)
     #: Refuse a release whose signed conformance evidence is missing or not acceptable (issue 6).
-    require_evidence: bool = False
+    require_evidence: StrictBool = False
     #: Public keys (files) whose signatures on conformance evidence are trusted.
     conformance_keys: tuple[ConfigPath, ...] = ()
 
@@ -311,6 +312,8 @@ class UpdateSection(_Model):
         if (self.url is None) == (self.directory is None):
             which = "both are set" if self.url is not None else "neither is set"
             problems.append((("url",), f"give exactly one of update.url and update.directory ({which})"))
+        if self.directory is not None and not self.directory.is_dir():
+            problems.append((("directory",), f"folder not found: {self.directory}"))
         if self.trusted_root is not None and not self.trusted_root.is_file():
             problems.append((("trusted_root",), f"file not found: {self.trusted_root}"))
         if self.require_evidence and not self.conformance_keys:
@@ -336,7 +339,7 @@ class ModuleEntry(_Model):
     #: Free table handed to the module's ``on_configure``.
     config: dict[str, Any] = Field(default_factory=dict)
     #: A disabled entry stays in the file but is neither resolved nor started.
-    enabled: bool = True
+    enabled: StrictBool = True
 
     @field_validator("version")
     @classmethod
