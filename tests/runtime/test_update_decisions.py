@@ -267,3 +267,15 @@ def test_updater_refuses_without_update_section_and_while_another_update_runs(tm
         busy.rollback("beacon")
     with pytest.raises(KeyError, match="no module 'nope'"):
         busy.apply("nope", None, None)
+
+
+def test_switch_message_never_prints_a_negative_gap() -> None:
+    """Issue 14 defect 8: ``switch gap -1.0 ms`` was printed on a first install and on an unmeasured update."""
+    from hardpoint_runtime._updater import switch_message
+
+    assert switch_message(12.34, first_install=False) == "switch gap 12.3 ms"
+    assert switch_message(0.0, first_install=False) == "switch gap 0.0 ms"
+    assert switch_message(-1.0, first_install=True) == "first install: no earlier version to switch from"
+    unmeasured = switch_message(-1.0, first_install=False)
+    assert "-1" not in unmeasured
+    assert unmeasured.startswith("switch gap not measured")

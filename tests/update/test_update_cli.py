@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import os
 import signal
 import subprocess
@@ -299,3 +300,18 @@ def test_ctrl_c_ends_apply_but_not_the_update(server: ManagementServer, fake: Fa
     while not fake.finished.is_set():
         assert time.monotonic() < deadline, "the update did not finish after the CLI left"
         time.sleep(0.05)
+
+
+def test_history_keeps_each_column_but_the_reason_on_one_line_at_120_columns(
+    run: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14 defect 11: at 120 columns the time and the cause were split across lines; only the reason folds."""
+    monkeypatch.setenv("COLUMNS", "120")
+    text = run("history").stdout
+    lines = text.splitlines()
+    assert all(len(line) <= 120 for line in lines), text
+    for record in (REFUSED, ROLLED_BACK):
+        row = next(line for line in lines if line.lstrip().startswith(f"{record.id} "))
+        for needle in (record.cause, f"{record.from_version} -> {record.to_version}", record.outcome, record.step):
+            assert needle in row, (needle, text)
+        assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", row), f"the start time is split: {text}"

@@ -286,8 +286,16 @@ def _print_result(r: UpdateRecord) -> None:
 def _history_table(records: list[UpdateRecord]) -> Any:
     from rich.markup import escape
 
+    from rich import box
+    from rich.table import Table
+
+    # Every column but the reason keeps to one line; the reason takes what width is left and folds
+    # (at 120 columns the time and the cause used to be split across lines).
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, header_style="bold", pad_edge=False)
+    for name in ("ID", "STARTED", "MODULE", "FROM -> TO", "OUTCOME", "STEP", "CAUSE", "ROLE"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("REASON", overflow="fold", ratio=1, min_width=20)
     cli = _cli()
-    table = cli._table("ID", "STARTED", "MODULE", "FROM -> TO", "OUTCOME", "STEP", "CAUSE", "ROLE", "REASON")
     for r in records:
         table.add_row(
             str(r.id),

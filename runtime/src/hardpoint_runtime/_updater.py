@@ -175,6 +175,15 @@ def reresolve(resolution: Resolution, *, waiting: Collection[str], running: Coll
     return Reresolution(start=start, blocked=blocked, unmet_running=unmet_running)
 
 
+def switch_message(gap_ms: float, *, first_install: bool) -> str:
+    """What the ``switched`` step says: the measured gap, or why there is none (never a negative gap)."""
+    if first_install:
+        return "first install: no earlier version to switch from"
+    if gap_ms < 0:
+        return "switch gap not measured: no periodic provided interface, or no sample of it within 5 s"
+    return f"switch gap {gap_ms:.1f} ms"
+
+
 def to_record(entry: JournalEntry) -> UpdateRecord:
     """The management view of a journal row."""
     return UpdateRecord(
@@ -624,7 +633,7 @@ class Updater:
             _crash_point("gate_passed")
             gap_ms = act.switch()
             self.store.journal_step(entry.id, "switched", pin=(module, to_version), switch_gap_ms=gap_ms)
-            report("switched", message=f"switch gap {gap_ms:.1f} ms")
+            report("switched", message=switch_message(gap_ms, first_install=not from_version))
             _crash_point("switched")
             self._probation(act, module, to_version, probation_s, budget, report)
             self.store.journal_step(entry.id, "probation_passed")
