@@ -284,9 +284,8 @@ def _print_result(r: UpdateRecord) -> None:
 
 
 def _history_table(records: list[UpdateRecord]) -> Any:
-    from rich.markup import escape
-
     from rich import box
+    from rich.markup import escape
     from rich.table import Table
 
     # Every column but the reason keeps to one line; the reason takes what width is left and folds
