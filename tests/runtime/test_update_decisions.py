@@ -279,3 +279,23 @@ def test_switch_message_never_prints_a_negative_gap() -> None:
     unmeasured = switch_message(-1.0, first_install=False)
     assert "-1" not in unmeasured
     assert unmeasured.startswith("switch gap not measured")
+
+
+def test_an_earlier_rollback_of_the_offered_version_is_noted() -> None:
+    """Issue 14 defect 10: after a rollback, update check offered the same version again with no note."""
+    from hardpoint_runtime._updater import offer_note, rolled_back_before
+    from hardpoint_runtime.update import JournalEntry
+
+    history = [  # newest first, as the store lists them
+        JournalEntry(5, "beacon", "1.4", "1.0", "rolled_back", "rolled_back", "operator", "", "operator returned"),
+        JournalEntry(4, "beacon", "1.0", "1.4", "committed", "committed"),
+        JournalEntry(3, "beacon", "1.0", "1.5", "rolled_back", "rolled_back", "crashed", "", "exited with code 70"),
+        JournalEntry(2, "beacon", "1.0", "1.6", "refused", "refused", "IntegrityError"),
+    ]
+    assert rolled_back_before(history, "1.5") is history[2]
+    assert rolled_back_before(history, "1.4") is history[0]  # the operator returned from it
+    assert rolled_back_before(history, "1.0") is None  # returned to, not from
+    assert rolled_back_before(history, "1.6") is None  # refused is not a rollback
+    assert offer_note("1.0", history[2]) == "rolled back on this platform before (crashed: exited with code 70)"
+    assert offer_note("", None) == "not installed: apply makes its first install"
+    assert offer_note("1.0", None) == ""

@@ -67,6 +67,7 @@ def test_first_install_is_installed_gated_and_committed(tmp_path: Path, wheels: 
         assert [(o.module, o.installed_version, o.available_version, o.status) for o in offers] == [
             ("beacon", "", "1.0", "available")
         ]
+        assert offers[0].reason == "not installed: apply makes its first install"  # issue 14 defect 1
         record = d.update_apply("beacon")
         assert (record.outcome, record.from_version, record.to_version) == ("committed", "", "1.0"), record.reason
         _wait_running(d, "1.0")

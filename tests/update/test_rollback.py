@@ -126,6 +126,13 @@ def test_bad_version_is_rolled_back_with_its_cause(
     kinds = [e.kind for e in platform.daemon.events() if e.module == "beacon"]
     assert {"update_started", "update_rolled_back"} <= set(kinds)
     assert "update_committed" not in kinds
+    # update check offers the newest release (1.5) again, but says when it was rolled back (issue 14 defect 10)
+    (offer,) = (o for o in platform.daemon.update_check() if o.module == "beacon")
+    assert (offer.available_version, offer.status) == ("1.5", "available")
+    rolled = "rolled back on this platform before" in offer.reason
+    assert rolled == (version == "1.5"), offer.reason
+    if rolled:
+        assert f"{cause}: " in offer.reason
 
 
 @pytest.mark.parametrize("platform", [1.5], indirect=True, ids=["probation_1.5s"])

@@ -18,7 +18,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -173,6 +173,29 @@ def reresolve(resolution: Resolution, *, waiting: Collection[str], running: Coll
         return Reresolution(blocked=blocked, unmet_running=unmet_running, errors=tuple(resolution.errors))
     start = tuple(n for n in resolution.start_order if n in waiting)
     return Reresolution(start=start, blocked=blocked, unmet_running=unmet_running)
+
+
+def rolled_back_before(entries: Iterable[JournalEntry], version: str) -> JournalEntry | None:
+    """The newest attempt that left ``version`` by a rollback (automatic, or the operator's), if any.
+
+    An automatic rollback leaves the version it tried (``to_version``); the operator's leaves the
+    version it returns from (``from_version``).
+    """
+    for e in entries:
+        if e.outcome == "rolled_back" and (e.from_version if e.cause == "operator" else e.to_version) == version:
+            return e
+    return None
+
+
+def offer_note(installed: str, rolled_back: JournalEntry | None) -> str:
+    """What ``update check`` says beside an available release: a first install, and an earlier rollback."""
+    notes = []
+    if not installed:
+        notes.append("not installed: apply makes its first install")
+    if rolled_back is not None:
+        why = f"{rolled_back.cause}: {rolled_back.reason}" if rolled_back.reason else rolled_back.cause
+        notes.append(f"rolled back on this platform before ({why})")
+    return "; ".join(notes)
 
 
 def switch_message(gap_ms: float, *, first_install: bool) -> str:
@@ -428,8 +451,12 @@ class Updater:
                 if newer:
                     try:
                         self._precheck(entry.name, best)
+                        self._gate_evidence(best)  # what apply would refuse, said before anyone tries
                     except _Refused as e:
                         status, reason = "refused", e.reason
+                    else:
+                        history = self.store.journal(module=entry.name, limit=1000)
+                        reason = offer_note(installed, rolled_back_before(history, best.version))
                 offers.append(
                     UpdateOffer(
                         entry.name, installed, best.version, best.supplier, best.target, best.length, status, reason
@@ -562,11 +589,7 @@ class Updater:
                 cand = chosen[0]
                 self.store.journal_step(entry.id, "requested", to_version=cand.version)
                 self._precheck(module, cand)
-                cfg = self.config
-                if cfg is not None and cfg.require_evidence:
-                    check_evidence(
-                        cand.custom, cand.sha256, keys=cfg.conformance_keys, target=cand.target, role=cand.role
-                    )
+                self._gate_evidence(cand)
                 report("requested", total=cand.length, message=f"fetching {cand.target}")
                 verified = client.fetch_module(
                     cand.target, installed_version=from_version or None, allow_reinstall=False
@@ -591,6 +614,16 @@ class Updater:
         report("installed")
         _crash_point("installed")
         return cand, lib
+
+    def _gate_evidence(self, cand: _Candidate) -> None:
+        """With ``require_evidence``, refuse a release without signed, passing evidence for its wheel (issue 6)."""
+        cfg = self.config
+        if cfg is None or not cfg.require_evidence:
+            return
+        try:
+            check_evidence(cand.custom, cand.sha256, keys=cfg.conformance_keys, target=cand.target, role=cand.role)
+        except UpdateError as e:
+            raise _Refused(type(e).__name__, e.role or "", str(e)) from e
 
     def _precheck(self, module: str, cand: _Candidate) -> None:
         from hardpoint import HardpointError, Manifest
