@@ -22,8 +22,6 @@ from hardpoint_runtime._errors import WorkerError  # re-exported: the supervisor
 __all__ = ["ModuleProcess", "WorkerError"]
 
 
-
-
 class ModuleProcess:
     """A running worker process for one module."""
 
