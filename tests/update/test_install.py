@@ -61,13 +61,24 @@ def test_first_install_is_installed_gated_and_committed(tmp_path: Path, wheels: 
     try:
         d.start()  # with [update], a module not installed yet waits for its first install
         waiting = d.get_module("beacon")
-        assert waiting.state == "not_started"
+        # Issue 14 defect 5: a normal step, neither failed nor degrading the platform, and no unmet
+        # "requirement" with an empty interface and major 0.
+        assert (waiting.state, waiting.health, waiting.unmet) == ("awaiting_install", "unknown", ())
         assert "not installed" in waiting.reason
+        assert d.health().status == "ok", d.health().reasons
+        config = d.config_path
+        config.write_text(config.read_text() + '\n[[modules]]\nname = "beacon-two"\n')
+        changes = d.reload()  # the operator adds a module the repository will deliver later
+        assert len(changes) == 1, changes
+        assert changes[0].startswith("added beacon-two (module not installed"), changes
+        assert d.get_module("beacon-two").state == "awaiting_install"
         offers = d.update_check()
         assert [(o.module, o.installed_version, o.available_version, o.status) for o in offers] == [
-            ("beacon", "", "1.0", "available")
+            ("beacon", "", "1.0", "available"),
+            ("beacon-two", "", "", "current"),
         ]
         assert offers[0].reason == "not installed: apply makes its first install"  # issue 14 defect 1
+        assert offers[1].reason == "not installed, and the repository offers no release of it yet"
         record = d.update_apply("beacon")
         assert (record.outcome, record.from_version, record.to_version) == ("committed", "", "1.0"), record.reason
         _wait_running(d, "1.0")

@@ -74,6 +74,8 @@ class _Module:
     unmet: tuple[UnmetRequirement, ...] = ()
     #: Why no version of it is selected ("" when one is): the resolver's ``reason_missing``.
     missing: str = ""
+    #: Not installed yet on a platform that takes signed updates: waiting for its first install.
+    awaiting: bool = False
     state: str = "not_started"
     target: str = "active"
     health: str = "unknown"
@@ -222,6 +224,7 @@ class Daemon:
             # With [update], a module not installed yet waits for its first install instead of
             # stopping the platform (and an interrupted first install leaves it waiting: pin "").
             awaiting = dist is None and (self.config.update is not None or pinned == "")
+            m.awaiting = awaiting
             candidates.append(
                 Candidate(name=entry.name, node=node, manifest=manifest, reason_missing=why, awaiting_install=awaiting)
             )
@@ -567,11 +570,17 @@ class Daemon:
         state = m.state
         if not m.local and m.last_beat > 0 and age > self.config.supervision.heartbeat_deadline_s:
             state = "remote_lost"
+        awaiting = state == "not_started" and m.awaiting and m.dist is None
+        health = m.health if state not in ("failed", "not_started", "remote_lost") else "failed"
+        if awaiting:  # a normal step of a platform that takes updates, not a failure
+            state, health = "awaiting_install", "unknown"
         return ModuleStatus(
             name=m.name, version=m.version, supplier=m.supplier, node=m.node, state=state, target_state=m.target,
-            health=m.health if state not in ("failed", "not_started", "remote_lost") else "failed",
+            health=health,
             reason=m.reason, pid=m.process.pid if m.process is not None else 0, restarts=m.restarts,
-            provides=m.provides, requires=m.requires, unmet=m.unmet, counters=dict(m.counters),
+            provides=m.provides, requires=m.requires, counters=dict(m.counters),
+            # The module itself missing is said by the reason, not as a requirement with no interface.
+            unmet=tuple(u for u in m.unmet if u.interface),
             heartbeat_age_s=age, local=m.local, intrusions=self._intrusions_of(m),
             participants=self._participants(m) if m.local else (),
         )  # fmt: skip
@@ -629,6 +638,8 @@ class Daemon:
         reasons = list(self.platform_errors)
         mods = self.list_modules()
         for s in mods:
+            if s.state == "awaiting_install":  # configured ahead of its first install: not a fault
+                continue
             if s.state != s.target_state or s.health not in ("ok",):
                 reasons.append(f"{s.name}: {s.state}" + (f" ({s.reason})" if s.reason else ""))
         active = sum(1 for s in mods if s.state == "active")
@@ -704,6 +715,12 @@ class Daemon:
         ]
         self._start_modules(startable)  # in parallel, driven up in dependency order, as at start-up
         changes.extend(f"started {m.name}" for m in startable)
+        started = {m.name for m in startable}
+        changes.extend(
+            f"added {name} ({self.modules[name].reason or 'not started'})"
+            for name in self._start_order + sorted(set(self.modules) - set(self._start_order))
+            if name not in old_modules and name not in started
+        )
         self.event("config_reloaded", detail={"changes": "; ".join(changes) or "none"})
         return changes
 

@@ -145,6 +145,7 @@ _STATES: Final[dict[str, pb.ModuleState.ValueType]] = {
     "starting": pb.MODULE_STATE_STARTING,
     "restarting": pb.MODULE_STATE_RESTARTING,
     "failed": pb.MODULE_STATE_FAILED,
+    "awaiting_install": pb.MODULE_STATE_AWAITING_INSTALL,
     "remote_lost": pb.MODULE_STATE_REMOTE_LOST,
 }
 _HEALTH: Final[dict[str, core_health_pb2.HealthStatus.ValueType]] = {

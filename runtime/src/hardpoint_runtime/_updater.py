@@ -443,7 +443,8 @@ class Updater:
                 installed = self._active_version(entry.name)
                 found = self._offers(client, entry.name)
                 if not found:
-                    offers.append(UpdateOffer(entry.name, installed, "", "", "", 0, "current"))
+                    note = "" if installed else "not installed, and the repository offers no release of it yet"
+                    offers.append(UpdateOffer(entry.name, installed, "", "", "", 0, "current", note))
                     continue
                 best = found[0]
                 newer = not installed or Version(best.version) > Version(installed)

@@ -78,6 +78,10 @@ class _ModuleStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ModuleSta
     """Restart intensity exceeded or unrecoverable error; the daemon no longer restarts it ("failed")."""
     MODULE_STATE_REMOTE_LOST: _ModuleState.ValueType  # 24
     """Runs on another node whose heartbeats stopped arriving ("remote_lost")."""
+    MODULE_STATE_AWAITING_INSTALL: _ModuleState.ValueType  # 25
+    """Named by the configuration, never installed yet, on a platform that takes signed updates: waits for its
+    first install (`hardpoint update apply`); neither failed nor degrading the platform ("awaiting_install").
+    """
 
 class ModuleState(_ModuleState, metaclass=_ModuleStateEnumTypeWrapper):
     """ModuleState is the state of a module as the daemon sees it: its managed-node
@@ -117,6 +121,10 @@ MODULE_STATE_FAILED: ModuleState.ValueType  # 23
 """Restart intensity exceeded or unrecoverable error; the daemon no longer restarts it ("failed")."""
 MODULE_STATE_REMOTE_LOST: ModuleState.ValueType  # 24
 """Runs on another node whose heartbeats stopped arriving ("remote_lost")."""
+MODULE_STATE_AWAITING_INSTALL: ModuleState.ValueType  # 25
+"""Named by the configuration, never installed yet, on a platform that takes signed updates: waits for its
+first install (`hardpoint update apply`); neither failed nor degrading the platform ("awaiting_install").
+"""
 Global___ModuleState: _TypeAlias = ModuleState  # noqa: Y015
 
 class _Transition:
