@@ -254,6 +254,7 @@ def test_updater_refuses_without_update_section_and_while_another_update_runs(tm
         state_dir=tmp_path,
         modules={"beacon": SimpleNamespace(version="1.0", dist=object())},
         config=SimpleNamespace(platform=SimpleNamespace(name="p")),
+        config_path=tmp_path / "platform.toml",
     )
     with pytest.raises(ValueError, match=r"no \[update\] section"):
         Updater(daemon, None).apply("beacon", None, None)
@@ -265,8 +266,11 @@ def test_updater_refuses_without_update_section_and_while_another_update_runs(tm
         busy.apply("beacon", "1.1", None)
     with pytest.raises(ValueError, match="already running"):
         busy.rollback("beacon")
-    with pytest.raises(KeyError, match="no module 'nope'"):
+    with pytest.raises(KeyError, match=r"no module 'nope'.*add the entry and run 'hardpoint reload'"):
         busy.apply("nope", None, None)
+    # Issue 14 defect 1: a typo gets the module meant, as 'hardpoint new module' offers.
+    with pytest.raises(KeyError, match=r"no module 'beacn'.*did you mean 'beacon'"):
+        busy.apply("beacn", None, None)
 
 
 def test_switch_message_never_prints_a_negative_gap() -> None:

@@ -590,18 +590,22 @@ class Daemon:
         found = self.intrusions.snapshot({_HEALTH_INTERFACE, *m.provides, *m.requires})
         return tuple(i for i in found if i.interface != _HEALTH_INTERFACE or i.claimed_source == m.name)
 
+    def no_such_module(self, name: str) -> str:
+        """Why ``name`` is not a module of this platform (:func:`no_such_module`)."""
+        return no_such_module(name, self.config.platform.name, list(self.modules), Path(self.config_path).name)
+
     def list_modules(self) -> list[ModuleStatus]:
         return [self._status(m) for m in sorted(self.modules.values(), key=lambda m: m.name)]
 
     def get_module(self, name: str) -> ModuleStatus:
         if name not in self.modules:
-            raise KeyError(f"no module {name!r} on platform {self.config.platform.name!r}")
+            raise KeyError(self.no_such_module(name))
         return self._status(self.modules[name])
 
     def change_state(self, name: str, transition: str) -> ModuleStatus:
         m = self.modules.get(name)
         if m is None:
-            raise KeyError(f"no module {name!r} on platform {self.config.platform.name!r}")
+            raise KeyError(self.no_such_module(name))
         if not m.local:
             raise ValueError(f"module {name!r} runs on node {m.node!r}; ask that node's daemon")
         with m.lock:
@@ -822,7 +826,7 @@ class Daemon:
         self, module: str, version: str | None = None, *, progress: Callable[[UpdateProgress], None] | None = None
     ) -> UpdateRecord:
         if module not in self.modules:
-            raise KeyError(f"no module {module!r} on platform {self.config.platform.name!r}")
+            raise KeyError(self.no_such_module(module))
         record: UpdateRecord = self._update().apply(module, version, progress)
         return record
 
@@ -838,7 +842,7 @@ class Daemon:
 
     def update_rollback(self, module: str) -> UpdateRecord:
         if module not in self.modules:
-            raise KeyError(f"no module {module!r} on platform {self.config.platform.name!r}")
+            raise KeyError(self.no_such_module(module))
         record: UpdateRecord = self._update().rollback(module)
         return record
 
@@ -858,6 +862,20 @@ class Daemon:
         """Block until :meth:`stop` is called or a signal arrives."""
         while not self._stop.wait(0.5):
             pass
+
+
+def no_such_module(name: str, platform: str, modules: list[str], config_file: str) -> str:
+    """Why ``name`` is not a module of ``platform``: a likely misspelling, or how to add a module."""
+    import difflib
+
+    text = f"no module {name!r} on platform {platform!r}"
+    close = difflib.get_close_matches(name, modules, n=1)
+    if close:
+        return f"{text}; did you mean {close[0]!r}?"
+    return (
+        f"{text}: a module runs only when named by a [[modules]] entry of {config_file}; "
+        "add the entry and run 'hardpoint reload' (with [update], it then waits for its first install)"
+    )
 
 
 def _enum_name(enum: Any, value: int, prefix: str) -> str:

@@ -470,7 +470,10 @@ class Updater:
     def _active_version(self, module: str) -> str:
         m = self.daemon.modules.get(module)
         if m is None:
-            raise KeyError(f"no module {module!r} on platform {self.daemon.config.platform.name!r}")
+            from hardpoint_runtime._daemon import no_such_module
+
+            d = self.daemon
+            raise KeyError(no_such_module(module, d.config.platform.name, list(d.modules), Path(d.config_path).name))
         # The selected version, also while its process is restarting: an update of it is not a first install.
         return str(m.version) if m.dist is not None else ""
 
