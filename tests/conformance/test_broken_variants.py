@@ -1,10 +1,13 @@
 """Acceptance 2: each deliberately broken variant fails with the right check and requirement ID named.
 
 The variants are the distribution ``tests/fixtures/broken_variants`` (entry points ``broken_<what>``),
-each a reference module that breaks one rule. Every variant goes through the real CLI,
-``hardpoint conformance check broken_<what> --json``, all of them in parallel processes, once per
-module; each row below then asserts the exit code, the exact set of failing checks, and that each
-expected check names its requirement ID (in its marker and in its message).
+each a reference module that breaks one rule. Every variant is checked as a supplier's module is: as
+a wheel (``wheelkit.variant_wheel``: the variant's package and its one entry point), through the real
+CLI, ``hardpoint conformance check hardpoint_broken_<what>-1.0.0-py3-none-any.whl --json --sign-key
+KEY``, all of them in parallel processes, once per module; each row below then asserts the exit code,
+the exact set of failing checks, and that each expected check names its requirement ID (in its marker
+and in its message), in the JSON summary and in the signed evidence (issue 12: checked by entry-point
+name, the wheel path of the interoperability checks was never exercised).
 
 Two forms. CI runs the bounded one: each variant with ``--only`` the check modules its fault is in
 (the rule it breaks and the consequences within those modules; about a third of a full run). The
@@ -12,11 +15,13 @@ full form (``-m slow``) runs every check module on every variant and pins every 
 whichever module it shows in.
 
 To add a variant: add its entry point to ``tests/fixtures/broken_variants/pyproject.toml`` and one
-``Variant(...)`` row to ``VARIANTS``.
+``Variant(...)`` row to ``VARIANTS``. (``broken_resend``, whose fault depends on its configured delay, has
+its own test: ``test_duplicate_results.py``.)
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -28,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from wheelkit import variant_wheel
 
 pytestmark = pytest.mark.integration
 
@@ -99,6 +105,9 @@ VARIANTS = [
     # Fusion whose callback raises on a 4096-character sensor id: the SDK catches it, the process lives, and the
     # robustness check still fails (module code failed on an input).
     Variant("broken_raises", {"test_valid_and_boundary_inputs": "CF-ROB-001"}, only=("checks_robustness",)),
+    # Nav whose every position is 1 km north of the platform: valid NavState, wrong end to end. Only the
+    # interoperability matrix can tell (the sensors' geo-referenced tracks miss every target).
+    Variant("broken_interop", {"test_interop_as_provider": "CF-IOP-002"}, only=("checks_interop",)),
     Variant(
         "broken_unanswered",
         only=("checks_tasks",),
@@ -114,14 +123,17 @@ VARIANTS = [
 ]
 
 
-Result = tuple[int, dict[str, Any], str]
+Result = tuple[int, dict[str, Any], str, Path]
 
 
-def _check(variant: Variant, report: Path, *, bounded: bool) -> Result:
+def _check(variant: Variant, work: Path, key: Path, *, bounded: bool) -> Result:
     only = [arg for module in variant.only for arg in ("--only", module)] if bounded else []
+    work.mkdir(parents=True)
+    wheel = variant_wheel(work, variant.name)
+    report = work / "report"
     proc = subprocess.run(
-        [sys.executable, "-m", "hardpoint_runtime.cli", "conformance", "check", variant.name, "--json",
-         "--report", str(report), *only],
+        [sys.executable, "-m", "hardpoint_runtime.cli", "conformance", "check", str(wheel), "--json",
+         "--report", str(report), "--sign-key", str(key), *only],
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT_S,
@@ -132,28 +144,34 @@ def _check(variant: Variant, report: Path, *, bounded: bool) -> Result:
         result = json.loads(proc.stdout)
     except json.JSONDecodeError:
         result = {}
-    return proc.returncode, result, proc.stderr[-3000:]
+    return proc.returncode, result, proc.stderr[-3000:], report
 
 
-def _check_all(root: Path, *, bounded: bool) -> dict[str, Result]:
-    """Every variant's (exit code, JSON result, stderr tail), checked in parallel processes."""
+def _check_all(root: Path, key: Path, *, bounded: bool) -> dict[str, Result]:
+    """Every variant's (exit code, JSON result, stderr tail, report dir), checked in parallel processes."""
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-        runs = {v.name: pool.submit(_check, v, root / v.name, bounded=bounded) for v in VARIANTS}
+        runs = {v.name: pool.submit(_check, v, root / v.name, key, bounded=bounded) for v in VARIANTS}
         return {name: run.result() for name, run in runs.items()}
 
 
 @pytest.fixture(scope="module")
-def bounded_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Result]:
-    return _check_all(tmp_path_factory.mktemp("variants-bounded"), bounded=True)
+def bounded_results(tmp_path_factory: pytest.TempPathFactory, keys: tuple[Path, Path]) -> dict[str, Result]:
+    return _check_all(tmp_path_factory.mktemp("variants-bounded"), keys[0], bounded=True)
 
 
 @pytest.fixture(scope="module")
-def full_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Result]:
-    return _check_all(tmp_path_factory.mktemp("variants"), bounded=False)
+def full_results(tmp_path_factory: pytest.TempPathFactory, keys: tuple[Path, Path]) -> dict[str, Result]:
+    return _check_all(tmp_path_factory.mktemp("variants"), keys[0], bounded=False)
+
+
+def _signed_checks(report: Path) -> dict[str, dict[str, Any]]:
+    """The checks of the signed evidence (the DSSE payload's in-toto predicate), by name."""
+    envelope = json.loads((report / "evidence.dsse.json").read_text(encoding="utf-8"))
+    return {c["check"]: c for c in json.loads(base64.b64decode(envelope["payload"]))["predicate"]["checks"]}
 
 
 def _assert_fails_as_expected(variant: Variant, run: Result, *, full: bool) -> None:
-    code, result, stderr = run
+    code, result, stderr, report = run
     assert result, f"{variant.name}: no JSON result (exit {code}):\n{stderr}"
     checks = {c["check"]: c for c in result["checks"]}
     failing = {name for name, c in checks.items() if c["outcome"] != "passed"}
@@ -171,6 +189,13 @@ def _assert_fails_as_expected(variant: Variant, run: Result, *, full: bool) -> N
         assert check["outcome"] == "failed", f"{name}: {check['outcome']} (an error is not a verdict): {check}"
         assert requirement in check["requirements"], f"{name} does not cite {requirement}: {check['requirements']}"
         assert requirement in check.get("message", ""), f"{name}: message does not name {requirement}: {check}"
+    # The signed evidence says the same, reasons whole (CF-EV-007).
+    assert result["subject"]["kind"] == "wheel"
+    signed = _signed_checks(report)
+    for name, requirement in {**variant.fails, **consequences}.items():
+        assert signed[name]["outcome"] == "failed"
+        assert requirement in signed[name]["requirements"]
+        assert signed[name]["message"] == checks[name]["message"]
     if full:  # the variant broke one rule: every other check ran and passed (none skipped)
         assert len(checks) - len(failing) >= 10
 

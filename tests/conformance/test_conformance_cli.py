@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -162,3 +163,102 @@ def test_only_selects_check_modules_and_is_refused_in_certified_mode(tmp_path: P
     text = (tmp_path / "c" / "report.md").read_text(encoding="utf-8")
     assert "- Check modules: `hardpoint.conformance.checks_manifest`\n" in text
     assert "Mode: relaxed" in text
+
+
+# --------------------------------------------------------------------------- whole reasons (CF-EV-007)
+
+
+def test_a_reason_is_kept_whole_up_to_its_bound_and_cut_with_a_marker() -> None:
+    from hardpoint_runtime._conformance_cli import MAX_REASON_BYTES, bound_reason
+
+    short = "Failed: CF-TASK-003 module 'x', cancels:\n  task 'a': no TaskResult within 1 s of a cancel"
+    assert bound_reason(short) == short
+    long = "Failed: CF-X first line\n" + "\n".join(f"  problem {i}: é" for i in range(2000))
+    cut = bound_reason(long)
+    kept, marker = cut.rsplit("\n", 1)
+    assert len(kept.encode("utf-8")) <= MAX_REASON_BYTES
+    assert long.startswith(kept)
+    size = len(long.encode())
+    assert marker == f"[... cut: the reason has {size} bytes, the first {MAX_REASON_BYTES} are kept; see pytest.log]"
+
+
+def test_summaries_keep_every_line_of_a_reason() -> None:
+    """The plugin's reason wins over JUnit's message (pytest shortens that one to its first lines)."""
+    from hardpoint_runtime._conformance_cli import _markdown, _summarise
+
+    reason = "Failed: CF-TASK-003 module 'x', cancels:\n  task 'a': duplicate TaskResult\n  task 'b': late"
+    plugin = {
+        "module": "x",
+        "verdicts": [
+            {"test": "::test_c", "requirements": ["CF-TASK-003"], "phase": "call", "outcome": "failed",
+             "judged": "3 tasks cancelled", "reason": reason},
+        ],
+    }  # fmt: skip
+    shortened = {"test_c": "Failed: CF-TASK-003 module 'x', cancels:\n[+2 more lines; full report in element text]"}
+    summary = _summarise(plugin, shortened, 1)
+    (check,) = summary["checks"]
+    assert check["message"] == reason
+    assert check["judged"] == "3 tasks cancelled"
+    summary.update(check_modules=["m"])
+    text = _markdown(summary)
+    assert "  task 'a': duplicate TaskResult" in text
+    assert "  task 'b': late" in text
+    assert "| `test_c` | CF-TASK-003 | failed | 3 tasks cancelled |" in text
+
+
+# --------------------------------------------------------------------------- progress (CF-EV-014)
+
+
+def test_progress_on_stderr_leaves_json_on_stdout_alone(tmp_path: Path) -> None:
+    result = check("nav", "--only", "checks_manifest", "--report", tmp_path, "--json")
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert json.loads(result.stdout)["verdict"] == "pass"  # stdout is the JSON and nothing else
+    at = r"\[\d+:\d\d\] "  # the time since the run began
+    assert re.fullmatch(
+        f"{at}3 checks in 1 check modules: checks_manifest\n"
+        f"{at}checks_manifest: started \\(3 checks\\)\n"
+        f"{at}checks_manifest: 3 passed in \\d+ s\n"
+        f"{at}checks done: 3 passed\n",
+        result.stderr,
+    ), result.stderr
+
+
+def test_progress_says_which_check_is_still_running_and_for_how_long() -> None:
+    from hardpoint_runtime._conformance_cli import Progress
+
+    now = [100.0]
+    said: list[str] = []
+    progress = Progress(said.append, every_s=30.0, clock=lambda: now[0])
+    contract = "hardpoint_runtime.conformance.checks_contract"
+    progress.feed({"event": "collected", "checks": [{"nodeid": "::a", "module": contract}] * 2})
+    now[0] += 2
+    progress.feed({"event": "start", "nodeid": "::test_rate[x]", "module": contract})
+    now[0] += 29
+    progress.tick()
+    assert said[-1] == "[0:02] checks_contract: started (2 checks)"  # nothing new for 29 s: quiet
+    now[0] += 1
+    progress.tick()
+    assert said[-1] == "[0:32] checks_contract: still running after 30 s (test_rate[x])"
+    progress.feed({"event": "result", "nodeid": "::test_rate[x]", "module": contract, "phase": "call",
+                   "outcome": "failed"})  # fmt: skip
+    progress.feed({"event": "start", "nodeid": "::test_qos[x]", "module": contract})
+    progress.feed({"event": "result", "nodeid": "::test_qos[x]", "module": contract, "phase": "call",
+                   "outcome": "passed"})  # fmt: skip
+    now[0] += 5
+    progress.feed({"event": "start", "nodeid": "::test_x", "module": "hardpoint_runtime.conformance.checks_tasks"})
+    assert said[-2:] == ["[0:37] checks_contract: 1 failed, 1 passed in 35 s", "[0:37] checks_tasks: started"]
+    progress.finish()
+    assert said[-2:] == ["[0:37] checks_tasks: no result in 0 s", "[0:37] checks done: 1 failed, 1 passed"]
+
+
+def test_a_reason_the_plugin_cut_is_not_cut_again() -> None:
+    from hardpoint.conformance.plugin import MAX_REASON_BYTES
+    from hardpoint.conformance.plugin import bound_reason as plugin_bound
+    from hardpoint_runtime._conformance_cli import _summarise
+
+    reason = plugin_bound("Failed: CF-X\n" + "x" * (2 * MAX_REASON_BYTES))
+    plugin = {"verdicts": [{"test": "::t", "requirements": ["CF-X"], "phase": "call", "outcome": "failed",
+                            "reason": reason}]}  # fmt: skip
+    (check,) = _summarise(plugin, {}, 1)["checks"]
+    assert check["message"] == reason
+    assert check["message"].count("[... cut: ") == 1

@@ -525,17 +525,28 @@ def test_a_wheel_changed_during_the_run_gets_no_evidence(
     import hardpoint_runtime._conformance_cli as conformance_cli
 
     wheel = nav_copy_wheel(tmp_path)
-    real_run = subprocess.run
+    real_popen = subprocess.Popen
+    runs: list[list[str]] = []
 
-    def run_then_change_the_wheel(*args: Any, **kwargs: Any) -> Any:
-        done = real_run(*args, **kwargs)
-        with wheel.open("ab") as f:  # someone rewrites the wheel while the checks run
-            f.write(b"\0")
-        return done
+    class RunThenChangeTheWheel(real_popen):  # type: ignore[misc,valid-type]
+        """The checks' pytest process; once it is done, someone rewrites the wheel."""
 
-    monkeypatch.setattr(conformance_cli.subprocess, "run", run_then_change_the_wheel)
+        def wait(self, timeout: float | None = None) -> int:
+            code: int = super().wait(timeout)
+            with wheel.open("ab") as f:
+                f.write(b"\0")
+            return code
+
+    def popen(args: list[str], **kwargs: Any) -> Any:
+        runs.append(args)
+        return RunThenChangeTheWheel(args, **kwargs)
+
+    monkeypatch.setattr(conformance_cli.subprocess, "Popen", popen)
     report = tmp_path / "report"
     result = cli("check", wheel, "--only", "checks_manifest", "--report", report, "--sign-key", keys[0])
+    assert len(runs) == 1, runs  # the checks ran, and the wheel changed meanwhile
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"hardpoint: error: {wheel.resolve()} changed during the run (sha256 was ")
+    # The error comes after the run's progress (stderr) and before any result.
+    error = result.stderr[result.stderr.index("hardpoint: error: ") :]
+    assert error.startswith(f"hardpoint: error: {wheel.resolve()} changed during the run (sha256 was ")
     assert not (report / "evidence.dsse.json").exists()

@@ -171,7 +171,11 @@ def test_report_lists_verdicts_with_requirement_ids(pytester: pytest.Pytester) -
         "requirements": ["SDK-LC-001"],
         "phase": "call",
         "outcome": "passed",
+        "judged": "1 manifest",
     }
+    # A failure carries its whole reason (CF-EV-007).
+    failed = verdicts["test_required_interfaces_in_interface_set"]
+    assert str(failed["reason"]).startswith("Failed: RT-RES-004 module 'needs-nav2': requires hardpoint.nav.v2")
 
 
 _WHEEL_MODULE = """

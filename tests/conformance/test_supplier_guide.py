@@ -174,6 +174,11 @@ def test_the_guide_step_by_step(guide_env: Env, domain_id: int) -> None:
     verdicts = result["verdicts"]
     assert verdicts, "the certified run recorded no verdicts"
     assert all(v["outcome"] == "passed" for v in verdicts), verdicts
+    # Every check judged something (CF-JDG-002), and the interoperability row of the module was judged cell by
+    # cell: its NavState is the platform's, so the reference sensors' tracks land on the targets (CF-IOP-004).
+    assert not [v for v in verdicts if str(v.get("judged", "")).startswith("nothing")], verdicts
+    row = {c["consumer"]: c["verdict"] for c in result["interop"]["cells"] if c["provider"] == "acme_nav"}
+    assert row == {"radar": "pass", "eoir": "pass", "recorder": "pass"}, result["interop"]
     assert "PASS" in (project / "out" / "report.md").read_text(encoding="utf-8")
     assert any(": PASS (certified)\n" in output for output in transcript), "no certified verdict line printed"
     assert (project / "out" / "evidence.dsse.json").is_file()

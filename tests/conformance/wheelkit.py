@@ -56,3 +56,28 @@ def nav_copy_wheel(directory: Path, *, distribution: str = "navcopy", version: s
         entry_points={"nav": "hardpoint_mod_nav:Nav"},
         files=files,
     )
+
+
+VARIANTS_SRC = REPO / "tests" / "fixtures" / "broken_variants"
+
+
+def variant_wheel(directory: Path, name: str, *, version: str = "1.0.0") -> Path:
+    """A wheel of one broken variant (``tests/fixtures/broken_variants``): its package and its one entry point.
+
+    The distribution is ``hardpoint-<name>`` (``broken_interop`` -> ``hardpoint_broken_interop-1.0.0-...whl``);
+    the entry point is the one ``pyproject.toml`` declares for ``name``, so the wheel is checked exactly as a
+    supplier's wheel is: installed into a private directory and hosted from there.
+    """
+    import tomllib
+
+    project = tomllib.loads((VARIANTS_SRC / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    value = project["entry-points"]["hardpoint.modules"][name]
+    source = VARIANTS_SRC / "src"
+    files = {
+        str(path.relative_to(source)): path.read_bytes()
+        for path in sorted((source / "hardpoint_broken_variants").rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    return write_wheel(
+        directory, distribution=f"hardpoint_{name}", version=version, entry_points={name: value}, files=files
+    )

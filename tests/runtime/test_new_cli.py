@@ -67,6 +67,8 @@ def test_default_project_layout_and_manifest(tmp_path: Path) -> None:
     assert manifest.version == "0.1.0"
     assert manifest.provides == ("hardpoint.nav.v1.NavState",)
     assert manifest.requires == ()
+    # Its navigation is the platform's GNSS/INS receiver, so consumers on the platform can use it (CF-NEW-002).
+    assert manifest.adapters == ("gnss",)
     pyproject = (project / "pyproject.toml").read_text()
     assert '[project.entry-points."hardpoint.modules"]\nacme_nav = "acme_nav:AcmeNavModule"' in pyproject
     assert 'acme_nav = ["hardpoint-manifest.json", "py.typed"]' in pyproject
@@ -75,13 +77,15 @@ def test_default_project_layout_and_manifest(tmp_path: Path) -> None:
     assert 'name = "acme_nav"' in platform
     assert 'name = "radar"' in platform
     assert 'name = "nav"' not in platform
+    assert '[adapters.gnss]\ndriver = "sim-gnss"' in platform
 
 
 def test_default_project_tests_pass(tmp_path: Path) -> None:
     project = scaffold(tmp_path / "p", "acme_nav")
     proc = run_generated_tests(project)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "4 passed" in proc.stdout
+    # manifest, configuration, rate, stop/resume, and the navigation: the receiver's solution, a lost one.
+    assert "6 passed" in proc.stdout
 
 
 def test_a_module_providing_every_interface_and_requiring_one_passes_its_tests_lint_and_mypy(tmp_path: Path) -> None:
@@ -90,9 +94,9 @@ def test_a_module_providing_every_interface_and_requiring_one_passes_its_tests_l
     project = scaffold(tmp_path / "p", "acme-everything", *provides, "--requires", "hardpoint.tasking.v1.TaskCancel")
     proc = run_generated_tests(project)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    # Two per interface: the manifest and configuration tests, one or two per provided, one per required.
+    # The manifest and configuration tests, one or two per provided (two more for NavState), one per required.
     periodic = [n for n in PROVIDABLE if hardpoint.all_interfaces()[n].nominal_rate_hz > 0]
-    expected = 2 + (len(PROVIDABLE) - 1) + len(periodic) + 1
+    expected = 2 + (len(PROVIDABLE) - 1) + len(periodic) + 2 + 1
     assert f"{expected} passed" in proc.stdout, proc.stdout
     lint = subprocess.run(
         [str(BIN / "ruff"), "check", "--isolated", "--line-length", "120",

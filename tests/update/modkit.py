@@ -14,7 +14,12 @@ Behaviours (what a bad release does, for the rollback tests):
 - ``never_healthy``: publishes, but its health stays ``degraded``;
 - ``stop_publishing_after_s:<n>``: healthy, but stops publishing NavState ``n`` seconds after activation
   (the heartbeat keeps going, so only the interface falls silent);
-- ``crash_after_s:<n>``: healthy and publishing, then the process dies ``n`` seconds after activation.
+- ``crash_after_s:<n>``: healthy and publishing, then the process dies ``n`` seconds after activation;
+- ``gnss``: a real navigation module: it asks for the ``gnss`` adapter (its manifest's ``adapters``) and
+  publishes the receiver's solution for the platform ``own``, like the reference ``nav``; so it
+  interoperates with the reference sensors and passes the conformance suite in certified mode (the
+  evidence-gate tests certify it). A platform that runs it binds ``gnss`` (the other behaviours publish
+  a fixed position under their own name, which no sensor can use).
 
 ``extra_provides`` adds interfaces the version also provides (a "new capability");
 supported: ``hardpoint.track.v1.FusedTrack`` and ``hardpoint.track.v1.SensorTrack``, published at their
@@ -62,7 +67,16 @@ MODULE: Final = "beacon"
 SUPPLIER: Final = "acme"
 PRIMARY_INTERFACE: Final = "hardpoint.nav.v1.NavState"
 EXTRA_INTERFACES: Final = ("hardpoint.track.v1.FusedTrack", "hardpoint.track.v1.SensorTrack")
-BEHAVIOURS: Final = ("ok", "crash_at_start", "never_healthy", "stop_publishing_after_s:<n>", "crash_after_s:<n>")
+BEHAVIOURS: Final = (
+    "ok",
+    "crash_at_start",
+    "never_healthy",
+    "stop_publishing_after_s:<n>",
+    "crash_after_s:<n>",
+    "gnss",
+)
+#: The behaviour whose module reads the ``gnss`` adapter.
+GNSS: Final = "gnss"
 
 _STOP_RE: Final = re.compile(r"^stop_publishing_after_s:(\d+(?:\.\d+)?)$")
 _CRASH_RE: Final = re.compile(r"^crash_after_s:(\d+(?:\.\d+)?)$")
@@ -72,7 +86,7 @@ _lock = threading.Lock()
 
 def _check_behaviour(behaviour: str) -> None:
     if (
-        behaviour in ("ok", "crash_at_start", "never_healthy")
+        behaviour in ("ok", "crash_at_start", "never_healthy", GNSS)
         or _STOP_RE.match(behaviour)
         or _CRASH_RE.match(behaviour)
     ):
@@ -88,12 +102,13 @@ def module_manifest(
     extra_provides: Sequence[str] = (),
     requires: Sequence[str] = (),
     primary: bool = True,
+    adapters: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The manifest the built wheel embeds (and the module loads); ``primary=False`` drops NavState."""
     unknown = [i for i in extra_provides if i not in EXTRA_INTERFACES]
     if unknown:
         raise ValueError(f"extra_provides {unknown} not supported; choose from {EXTRA_INTERFACES}")
-    return {
+    manifest = {
         "name": name,
         "version": version,
         "supplier": supplier,
@@ -101,12 +116,16 @@ def module_manifest(
         "requires": list(requires),
         "description": "update test module: NavState beacon",
     }
+    if adapters:
+        manifest["adapters"] = list(adapters)
+    return manifest
 
 
 _TEMPLATE: Final = '''\
 """Update test module {name} {version} (behaviour {behaviour!r})."""
 
 import json
+import math
 import os
 import time
 from importlib.resources import files
@@ -120,6 +139,10 @@ _DATA = json.loads(files(__package__).joinpath("hardpoint-manifest.json").read_t
 BEHAVIOUR = {behaviour!r}
 STOP_AFTER_S = {stop_after!r}
 CRASH_AFTER_S = {crash_after!r}
+
+
+def _wrap(angle):
+    return math.atan2(math.sin(angle), math.cos(angle))
 
 
 class Beacon:
@@ -137,6 +160,7 @@ class Beacon:
         self.nav = ctx.bus.publisher(nav_pb2.NavState) if "hardpoint.nav.v1.NavState" in provides else None
         self.fused = ctx.bus.publisher(track_pb2.FusedTrack) if "hardpoint.track.v1.FusedTrack" in provides else None
         self.sensor = ctx.bus.publisher(track_pb2.SensorTrack) if "hardpoint.track.v1.SensorTrack" in provides else None
+        self.gnss = ctx.adapters["gnss"] if BEHAVIOUR == "gnss" else None
 
     @hookimpl
     def on_activate(self, ctx):
@@ -169,6 +193,9 @@ class Beacon:
         if self.nav is None or (STOP_AFTER_S is not None and time.monotonic() - self._started > STOP_AFTER_S):
             return
         self._seq += 1
+        if self.gnss is not None:
+            self._publish_fix()
+            return
         msg = nav_pb2.NavState(
             platform_id=self.ctx.name,
             position=geo_pb2.GeoPosition(latitude_deg=52.0, longitude_deg=4.0, height_hae_m=float(self._seq)),
@@ -176,6 +203,34 @@ class Beacon:
             satellites_used=9,
         )
         self.nav.publish(msg)
+
+    def _publish_fix(self):
+        """The receiver's solution, as the reference nav publishes it (behaviour gnss), for the platform "own"
+        (the reference modules' default platform_id: a sensor geo-references with its own platform's state)."""
+        fix = self.gnss.read()
+        if fix is None:
+            msg = nav_pb2.NavState(
+                platform_id="own",
+                position=geo_pb2.GeoPosition(latitude_deg=0.0, longitude_deg=0.0),
+                fix_quality=nav_pb2.FIX_QUALITY_NONE,
+            )
+            self.nav.publish(msg)
+            return
+        msg = nav_pb2.NavState(
+            platform_id="own",
+            position=geo_pb2.GeoPosition(
+                latitude_deg=fix.latitude_deg, longitude_deg=fix.longitude_deg, height_hae_m=fix.height_m
+            ),
+            velocity=geo_pb2.VelocityNed(north_mps=fix.north_mps, east_mps=fix.east_mps, down_mps=fix.down_mps),
+            attitude=geo_pb2.Attitude(
+                roll_rad=_wrap(fix.roll_rad),
+                pitch_rad=max(-math.pi / 2, min(math.pi / 2, fix.pitch_rad)),
+                yaw_rad=_wrap(fix.yaw_rad),
+            ),
+            fix_quality=nav_pb2.FIX_QUALITY_3D,
+            satellites_used=max(0, min(255, fix.satellites)),
+        )
+        self.nav.publish(msg, time_of_validity_ns=fix.time_ns)
 
     def tick_fused(self):
         now = self.ctx.now_ns()
@@ -300,7 +355,13 @@ def _build(
     )
     (project / package / "__init__.py").write_text(source)
     manifest = module_manifest(
-        version, name=name, supplier=supplier, extra_provides=extras, requires=requires, primary=primary
+        version,
+        name=name,
+        supplier=supplier,
+        extra_provides=extras,
+        requires=requires,
+        primary=primary,
+        adapters=("gnss",) if behaviour == GNSS else (),
     )
     (project / package / "hardpoint-manifest.json").write_text(json.dumps(manifest, indent=2))
     done = subprocess.run(

@@ -1,7 +1,9 @@
 """The conformance evidence gate (issue 6, acceptance 5) with real wheels, real evidence and real TUF metadata.
 
 The evidence is produced for real: ``hardpoint conformance check --certified --sign-key`` on a
-real ``beacon`` wheel (:mod:`modkit`) hosted by the real runtime. Bad variants are made from
+real ``beacon`` wheel (:mod:`modkit`, behaviour ``gnss``: a navigation module that publishes the
+platform's GNSS solution, which the reference sensors can use, so it passes every check, the
+interoperability matrix included) hosted by the real runtime. Bad variants are made from
 that run's own result (re-signed, stripped, pointed at another wheel), the way a careless or
 hostile supplier would.
 
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from modkit import SUPPLIER, allocate_domain, build_module_wheel, preinstall, wait_for, worker_pids
+from modkit import GNSS, SUPPLIER, allocate_domain, build_module_wheel, preinstall, wait_for, worker_pids
 from securesystemslib.signer import CryptoSigner, Key
 from tufkit import Served
 from typer.testing import CliRunner, Result
@@ -104,7 +106,7 @@ def evidence(tmp_path_factory: pytest.TempPathFactory) -> Evidence:
     work = tmp_path_factory.mktemp("evidence-gate")
     wheels = tmp_path_factory.getbasetemp() / "modkit-wheels"  # the build cache the other update tests use
     wheels.mkdir(exist_ok=True)
-    wheel = build_module_wheel(wheels, version="2.0")
+    wheel = build_module_wheel(wheels, version="2.0", behaviour=GNSS)
     other = build_module_wheel(wheels, version="1.1")
     keys = cli("conformance", "keygen", work / "keys", "--json")
     assert keys.exit_code == 0, keys.stderr
@@ -401,6 +403,11 @@ def _platform_toml(root: Path, domain_id: int, repo: GatedRepo, public_key: Path
             probation_s = 1.0
             require_evidence = true
             conformance_keys = ["{public_key}"]
+
+            # beacon 2.0, the release with valid evidence, reads the GNSS receiver.
+            [adapters.gnss]
+            driver = "sim-gnss"
+            config = {{ scenario = "builtin:patrol", seed = 1 }}
 
             [[modules]]
             name = "beacon"

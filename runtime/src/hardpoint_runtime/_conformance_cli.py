@@ -24,9 +24,17 @@ sha256 (for an installed module, its distribution and the sha256 of its
 ``RECORD``; such evidence cannot pass the evidence gate, which needs a wheel
 digest), the suite version and the interface set version.
 
-It prints a summary (or JSON only with ``--json``) and exits 0 when every
-check passed, 1 otherwise; a refusal (unknown module, missing wheel, bad key,
-pytest unable to run) exits 1 with ``hardpoint: error: <cause>`` on stderr.
+Every failing check carries its whole reason (every line, at most
+:data:`MAX_REASON_BYTES` per reason, cut with a marker naming ``pytest.log``) in
+``hardpoint-result.json``, ``report.md`` and the signed evidence (CF-EV-007), and every
+check what it judged (CF-JDG-001).
+
+While the checks run it prints progress to stderr: each check module as it starts and
+ends (with its outcomes and time), and every :data:`PROGRESS_EVERY_S` seconds which
+check is still running (CF-EV-014). It prints a summary (or JSON only with ``--json``)
+on stdout and exits 0 when every check passed, 1 otherwise; a refusal (unknown module,
+missing wheel, bad key, pytest unable to run) exits 1 with ``hardpoint: error: <cause>``
+on stderr.
 
 ``hardpoint conformance keygen DIR`` makes a signer key pair;
 ``hardpoint conformance verify EVIDENCE --wheel WHEEL --trusted-key PUB``
@@ -42,6 +50,10 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn
 
@@ -86,6 +98,10 @@ REPORT_FILE: Final = "report.md"
 LOG_FILE: Final = "pytest.log"
 EVIDENCE_FILE: Final = "evidence.dsse.json"
 DEFAULT_REPORT: Final = Path("conformance-report")
+#: Longest failure reason kept per check (bytes of UTF-8); a longer one is cut with a marker (CF-EV-007).
+MAX_REASON_BYTES: Final = 4096
+#: While one check runs, how often progress says it is still running (s).
+PROGRESS_EVERY_S: Final = 30.0
 
 
 def _fail(message: str) -> NoReturn:
@@ -122,8 +138,21 @@ def _check_name(nodeid: str) -> str:
     return nodeid.rsplit("::", 1)[-1]
 
 
+def bound_reason(text: str, limit: int = MAX_REASON_BYTES) -> str:
+    """``text`` whole when it fits in ``limit`` bytes of UTF-8, else its first ``limit`` bytes and a marker."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    kept = data[:limit].decode("utf-8", errors="ignore")  # never half a character
+    return f"{kept}\n[... cut: the reason has {len(data)} bytes, the first {limit} are kept; see {LOG_FILE}]"
+
+
 def _junit_messages(junit: Path) -> dict[str, str]:
-    """Failure and error messages from the JUnit XML, by test name (the first line of each)."""
+    """Failure and error messages from the JUnit XML, by test name (bounded).
+
+    pytest shortens the ``message`` attribute of a multi-line reason; the plugin's verdicts carry it whole
+    (``reason``), so this is only the fallback for a verdict without one.
+    """
     import xml.etree.ElementTree as ET
 
     messages: dict[str, str] = {}
@@ -134,9 +163,9 @@ def _junit_messages(junit: Path) -> dict[str, str]:
     for case in root.iter("testcase"):
         for tag in ("failure", "error"):
             for element in case.findall(tag):
-                text = element.get("message") or (element.text or "")
+                text = (element.get("message") or element.text or "").strip()
                 if text:
-                    messages.setdefault(case.get("name", ""), text.strip().splitlines()[0])
+                    messages.setdefault(case.get("name", ""), bound_reason(text))
     return messages
 
 
@@ -154,12 +183,17 @@ def _summarise(result: dict[str, Any], messages: dict[str, str], returncode: int
                 "outcome": "passed",
             },
         )
+        if verdict.get("judged"):
+            check["judged"] = verdict["judged"]
         if verdict["outcome"] != "passed":
             # An error in setup/teardown fails the check too; keep the first non-pass with its phase.
             if check["outcome"] == "passed":
                 check["outcome"] = verdict["outcome"] if verdict["phase"] == "call" else "error"
-            if name in messages:
-                check["message"] = messages[name]
+            # The plugin's whole reason, bounded by it (CF-EV-007); the JUnit XML's message (bounded here) when
+            # a plugin gave none.
+            reason = verdict.get("reason") or messages.get(name)
+            if reason and "message" not in check:
+                check["message"] = str(reason)
     passed = returncode == 0 and bool(checks) and all(c["outcome"] == "passed" for c in checks.values())
     return {
         "module": result.get("module"),
@@ -180,16 +214,22 @@ def _markdown(summary: dict[str, Any]) -> str:
         *_binding_lines(summary),
         f"- Check modules: {', '.join(f'`{m}`' for m in summary.get('check_modules', check_modules()))}",
         "",
-        "| Check | Requirements | Outcome |",
-        "|---|---|---|",
+        "| Check | Requirements | Outcome | Judged |",
+        "|---|---|---|---|",
     ]
-    lines += [f"| `{c['check']}` | {', '.join(c['requirements']) or '-'} | {c['outcome']} |" for c in summary["checks"]]
+    lines += [
+        f"| `{c['check']}` | {', '.join(c['requirements']) or '-'} | {c['outcome']} | {_cell(c.get('judged', '-'))} |"
+        for c in summary["checks"]
+    ]
     failures = [c for c in summary["checks"] if c["outcome"] != "passed"]
     if failures:
         lines += ["", "## Failures", ""]
-        lines += [
-            f"- `{c['check']}` ({', '.join(c['requirements'])}): {c.get('message', c['outcome'])}" for c in failures
-        ]
+        for c in failures:
+            # The whole reason, every line (CF-EV-007), in a fence so that Markdown keeps it as it is.
+            reason = c.get("message", c["outcome"])
+            lines += [f"- `{c['check']}` ({', '.join(c['requirements'])}):", "", "  ````text"]
+            lines += [f"  {line}" if line else "" for line in reason.splitlines()]
+            lines += ["  ````", ""]
     signed = f", `{EVIDENCE_FILE}` (signed result)" if summary.get("evidence") else ""
     lines += [
         "",
@@ -197,6 +237,11 @@ def _markdown(summary: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """``text`` fit for one Markdown table cell."""
+    return " ".join(text.split()).replace("|", "\\|")
 
 
 def _binding_lines(summary: dict[str, Any]) -> list[str]:
@@ -315,9 +360,10 @@ def _report_dir(report: Path) -> Path:
 def _print_summary(summary: dict[str, Any], module: str, *, certified: bool) -> None:
     _say(f"{module}: {summary['verdict'].upper()}{' (certified)' if certified else ''}")
     for c in summary["checks"]:
-        _say(f"  {c['outcome']:<7} {c['check']} [{', '.join(c['requirements'])}]")
-        if "message" in c:
-            _say(f"          {c['message']}")
+        nothing = " (judged nothing)" if str(c.get("judged", "")).startswith("nothing") else ""
+        _say(f"  {c['outcome']:<7} {c['check']} [{', '.join(c['requirements'])}]{nothing}")
+        for line in c.get("message", "").splitlines():
+            _say(f"          {line}")
     subject = summary["subject"]
     if subject["kind"] == "wheel":
         _say(f"wheel: {subject['name']} sha256 {subject['sha256']}")
@@ -329,6 +375,186 @@ def _print_summary(summary: dict[str, Any], module: str, *, certified: bool) -> 
     if "evidence" in summary:
         _say(f"signed evidence: {summary['evidence']['file']} (key {', '.join(summary['evidence']['keyids'])})")
     _say(f"report: {summary['report']['markdown']}")
+
+
+def _run_pytest(command: list[str], report_dir: Path) -> tuple[int, str]:
+    """Run the checks (pytest), showing progress on stderr; its exit code and output (also in ``pytest.log``)."""
+    log = report_dir / LOG_FILE
+    with tempfile.TemporaryDirectory(prefix="hardpoint-progress-") as tmp:
+        events = Path(tmp) / "progress.jsonl"
+        events.touch()
+        progress = Progress(_note)
+        watcher = _ProgressWatcher(events, progress)
+        with log.open("w", encoding="utf-8") as out:
+            at = command.index("--pyargs")  # the option goes before the check modules
+            proc = subprocess.Popen(
+                [*command[:at], "--hardpoint-progress", str(events), *command[at:]],
+                cwd=report_dir,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            watcher.start()
+            try:
+                returncode = proc.wait()
+            except BaseException:  # interrupted: the checks do not run on without us
+                proc.kill()
+                proc.wait()
+                raise
+            finally:
+                watcher.stop()
+    return returncode, log.read_text(encoding="utf-8", errors="replace")
+
+
+def _note(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def _check_module_of(event: Mapping[str, Any]) -> str:
+    """An event's check module, short: ``hardpoint_runtime.conformance.checks_contract`` -> ``checks_contract``."""
+    return str(event.get("module") or "?").rsplit(".", 1)[-1]
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+class Progress:
+    """What ``check`` says on stderr while the checks run, from the plugin's progress events (CF-EV-014).
+
+    Pure apart from ``say`` and ``clock``: :meth:`feed` takes one event (``collected``, ``start``,
+    ``result``), :meth:`tick` says which check is still running every ``every_s`` seconds of silence,
+    :meth:`finish` closes the last check module and says how the run ended. Lines start with the elapsed
+    time since the progress began: ``[1:05] checks_contract: 7 passed in 28 s``.
+    """
+
+    def __init__(
+        self,
+        say: Callable[[str], None],
+        *,
+        every_s: float = PROGRESS_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._say = say
+        self._every_s = every_s
+        self._clock = clock
+        self._t0 = clock()
+        self._last_said = self._t0
+        self._planned: dict[str, int] = {}
+        self._module: str | None = None
+        self._module_t0 = self._t0
+        self._check: str | None = None
+        self._outcomes: dict[str, dict[str, str]] = {}
+
+    def _line(self, text: str) -> None:
+        now = self._clock()
+        self._last_said = now
+        self._say(f"[{_clock(now - self._t0)}] {text}")
+
+    def feed(self, event: Mapping[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "collected":
+            checks = [c for c in event.get("checks", []) if isinstance(c, Mapping)]
+            for c in checks:
+                module = _check_module_of(c)
+                self._planned[module] = self._planned.get(module, 0) + 1
+            self._line(f"{len(checks)} checks in {len(self._planned)} check modules: {', '.join(self._planned)}")
+        elif kind == "start":
+            nodeid = str(event.get("nodeid", ""))
+            module = _check_module_of(event)
+            if module != self._module:
+                self._close_module()
+                self._module, self._module_t0 = module, self._clock()
+                planned = self._planned.get(module)
+                self._line(f"{module}: started{f' ({planned} checks)' if planned else ''}")
+            self._check = nodeid.rsplit("::", 1)[-1]
+        elif kind == "result":
+            nodeid = str(event.get("nodeid", ""))
+            outcome = str(event.get("outcome", ""))
+            outcomes = self._outcomes.setdefault(_check_module_of(event), {})
+            if outcomes.get(nodeid, "passed") == "passed":
+                outcomes[nodeid] = outcome if event.get("phase") == "call" or outcome == "passed" else "error"
+
+    def tick(self) -> None:
+        """Say which check is still running when nothing was said for ``every_s`` seconds."""
+        now = self._clock()
+        if self._module is not None and now - self._last_said >= self._every_s:
+            running = f" ({self._check})" if self._check else ""
+            self._line(f"{self._module}: still running after {now - self._module_t0:.0f} s{running}")
+
+    def _close_module(self) -> None:
+        if self._module is None:
+            return
+        outcomes = self._outcomes.get(self._module, {})
+        counts: dict[str, int] = {}
+        for outcome in outcomes.values():
+            counts[outcome] = counts.get(outcome, 0) + 1
+        told = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "no result"
+        self._line(f"{self._module}: {told} in {self._clock() - self._module_t0:.0f} s")
+        self._module = None
+        self._check = None
+
+    def finish(self) -> None:
+        self._close_module()
+        counts: dict[str, int] = {}
+        for outcomes in self._outcomes.values():
+            for outcome in outcomes.values():
+                counts[outcome] = counts.get(outcome, 0) + 1
+        told = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "no check ran"
+        self._line(f"checks done: {told}")
+
+
+class _ProgressWatcher:
+    """Reads the progress file as pytest appends to it, on a thread, and feeds a :class:`Progress`."""
+
+    POLL_S: Final = 0.25
+
+    def __init__(self, path: Path, progress: Progress) -> None:
+        self._path = path
+        self._progress = progress
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="conformance-progress", daemon=True)
+        self._offset = 0
+        self._partial = ""
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            with self._path.open("r", encoding="utf-8") as f:
+                f.seek(self._offset)
+                chunk = f.read()
+                self._offset = f.tell()
+        except OSError:
+            return
+        text = self._partial + chunk
+        *lines, self._partial = text.split("\n")
+        for event in _events(lines):
+            self._progress.feed(event)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.POLL_S):
+            self._read()
+            self._progress.tick()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+        self._read()
+        self._progress.finish()
+
+
+def _events(lines: Iterable[str]) -> Iterable[dict[str, Any]]:
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(event, dict):
+            yield event
 
 
 @conformance_app.command()
@@ -382,15 +608,14 @@ def check(
         *(["--hardpoint-config", str(config.resolve())] if config is not None else []),
         "--pyargs", *selected,
     ]  # fmt: skip
-    proc = subprocess.run(command, cwd=report_dir, capture_output=True, text=True, check=False)
-    (report_dir / LOG_FILE).write_text(proc.stdout + proc.stderr, encoding="utf-8")
+    returncode, output = _run_pytest(command, report_dir)
     if not result_file.is_file():
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-10:])
-        _fail(f"pytest exited {proc.returncode} without writing {result_file}:\n{tail}")
+        tail = "\n".join(output.strip().splitlines()[-10:])
+        _fail(f"pytest exited {returncode} without writing {result_file}:\n{tail}")
     if subject.kind == "wheel" and _subject(module, target) != subject:
         _fail(f"{target} changed during the run (sha256 was {subject.sha256}): no result is bound to it; run again")
     plugin_result = json.loads(result_file.read_text(encoding="utf-8"))
-    summary = _summarise(plugin_result, _junit_messages(junit_file), proc.returncode)
+    summary = _summarise(plugin_result, _junit_messages(junit_file), returncode)
     summary["module"] = module
     summary["check_modules"] = list(selected)
     result = _bind(summary, plugin_result, module, target, subject)

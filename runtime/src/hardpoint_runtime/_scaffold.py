@@ -283,43 +283,99 @@ _NAV_STATE: Final = "hardpoint.nav.v1.NavState"
 
 _NAV_CONFIG: Final = (
     'platform_id: str = Field(default="own", min_length=1)',
-    "#: Where the simulated platform starts (WGS84 degrees), how fast and where it heads.",
-    "latitude_deg: float = Field(default=54.18, ge=-80, le=80)",
-    "longitude_deg: float = Field(default=11.70, ge=-180, le=180)",
-    "speed_mps: float = Field(default=5.0, ge=0, le=100)",
-    "heading_deg: float = Field(default=45.0, ge=0, lt=360)",
+    "#: A receiver solution older than this is a lost one (s).",
+    "stale_after_s: float = Field(default=1.0, gt=0)",
 )
+
+#: Adapters a module providing NavState asks for: its navigation comes from the platform's GNSS/INS receiver.
+_NAV_ADAPTERS: Final = ("gnss",)
+
+_NAV_CONSTANTS: Final = {
+    "FIX_QUALITY": """#: GnssFix.fix (hardpoint.adapters) -> NavState.fix_quality.
+FIX_QUALITY: Final[dict[str, nav_pb2.FixQuality.ValueType]] = {
+    "none": nav_pb2.FIX_QUALITY_NONE,
+    "2d": nav_pb2.FIX_QUALITY_2D,
+    "3d": nav_pb2.FIX_QUALITY_3D,
+    "dgnss": nav_pb2.FIX_QUALITY_DGNSS,
+    "rtk_float": nav_pb2.FIX_QUALITY_RTK_FLOAT,
+    "rtk_fixed": nav_pb2.FIX_QUALITY_RTK_FIXED,
+    "dead_reckoning": nav_pb2.FIX_QUALITY_DEAD_RECKONING,
+    "ins_only": nav_pb2.FIX_QUALITY_INS_ONLY,
+}""",
+}
+
+_NAV_INIT: Final = (
+    "#: The last good position (latitude, longitude, height), repeated while the solution is lost.",
+    "self._last_position: tuple[float, float, float] = (0.0, 0.0, 0.0)",
+    "#: Time of validity of the last NavState built (the receiver solution's time).",
+    "self._nav_valid_ns = 0",
+)
+
+_NAV_CONFIGURE: Final = (
+    'gnss = ctx.adapters.get("gnss")',
+    "if not isinstance(gnss, GnssReceiver):",
+    "    raise TypeError(f\"module {ctx.name!r}: adapter 'gnss' must be a GnssReceiver, not {type(gnss).__name__}\")",
+    "self.gnss: GnssReceiver = gnss",
+)
+
+_NAV_PUBLISH: Final = '''\
+    def publish_nav_state(self) -> None:
+        """Publish one hardpoint.nav.v1.NavState (at its contract rate), valid when the receiver's solution was."""
+        msg = self.build_nav_state()
+        self.nav_state_pub.publish(msg, time_of_validity_ns=self._nav_valid_ns)
+        self.published_nav_state += 1
+'''
 
 _NAV_BUILD: Final = '''\
     def build_nav_state(self) -> nav_pb2.NavState:
-        """One NavState: a platform sailing a straight line from the configured start since activation.
+        """One NavState: the solution of the platform's GNSS/INS receiver (the ``gnss`` adapter).
 
-        Replace this with your navigation solution. Keep every field within the contract
-        (``spec/interfaces.md``, IF-NAV-STATE-FIELD-*); the conformance suite checks them.
+        Replace or extend this with your navigation solution (your filter, your sensors). It must be
+        the platform's own position, velocity and attitude: the reference sensors geo-reference their
+        tracks with it, and the conformance suite checks that they land on the targets. Keep every
+        field within the contract (``spec/interfaces.md``, IF-NAV-STATE-FIELD-*). Without a solution
+        it keeps publishing, saying so (IF-NAV-STATE-SEM): fix_quality NONE at the last position.
         """
-        cfg = self.cfg
-        t_s = (self.ctx.now_ns() - self._t0_ns) / 1e9
-        heading = math.radians(cfg.heading_deg)
-        north_mps, east_mps = cfg.speed_mps * math.cos(heading), cfg.speed_mps * math.sin(heading)
-        # Flat earth over the short run of an example; a real solution comes from your sensors.
-        lat = cfg.latitude_deg + math.degrees(north_mps * t_s / EARTH_RADIUS_M)
-        lon = cfg.longitude_deg + math.degrees(
-            east_mps * t_s / (EARTH_RADIUS_M * math.cos(math.radians(cfg.latitude_deg)))
-        )
-        return nav_pb2.NavState(
-            platform_id=cfg.platform_id,
+        now = self.ctx.now_ns()
+        fix = self.gnss.read()
+        quality = nav_pb2.FIX_QUALITY_NONE if fix is None else FIX_QUALITY.get(fix.fix, nav_pb2.FIX_QUALITY_NONE)
+        if fix is None or quality == nav_pb2.FIX_QUALITY_NONE or (now - fix.time_ns) / 1e9 > self.cfg.stale_after_s:
+            self._nav_valid_ns = now
+            lat, lon, height = self._last_position
+            self.ctx.set_health("degraded", "no navigation solution from the GNSS receiver")
+            return nav_pb2.NavState(
+                platform_id=self.cfg.platform_id,
+                position=geo_pb2.GeoPosition(latitude_deg=lat, longitude_deg=lon, height_hae_m=height),
+                fix_quality=nav_pb2.FIX_QUALITY_NONE,
+            )
+        self._nav_valid_ns = fix.time_ns
+        self._last_position = (fix.latitude_deg, fix.longitude_deg, fix.height_m)
+        self.ctx.set_health("ok")
+        msg = nav_pb2.NavState(
+            platform_id=self.cfg.platform_id,
             position=geo_pb2.GeoPosition(
-                latitude_deg=max(-90.0, min(90.0, lat)),
-                longitude_deg=(lon + 180.0) % 360.0 - 180.0,
-                height_hae_m=0.0,
+                latitude_deg=fix.latitude_deg, longitude_deg=fix.longitude_deg, height_hae_m=fix.height_m
             ),
-            velocity=geo_pb2.VelocityNed(north_mps=north_mps, east_mps=east_mps, down_mps=0.0),
-            attitude=geo_pb2.Attitude(yaw_rad=math.atan2(math.sin(heading), math.cos(heading))),
-            accuracy=nav_pb2.NavAccuracy(
-                horizontal_position_std_m=5.0, vertical_position_std_m=10.0, velocity_std_mps=0.5, heading_std_rad=0.05
+            velocity=geo_pb2.VelocityNed(north_mps=fix.north_mps, east_mps=fix.east_mps, down_mps=fix.down_mps),
+            attitude=geo_pb2.Attitude(
+                roll_rad=math.atan2(math.sin(fix.roll_rad), math.cos(fix.roll_rad)),
+                pitch_rad=max(-math.pi / 2, min(math.pi / 2, fix.pitch_rad)),
+                yaw_rad=math.atan2(math.sin(fix.yaw_rad), math.cos(fix.yaw_rad)),
             ),
-            fix_quality=nav_pb2.FIX_QUALITY_DEAD_RECKONING,
+            fix_quality=quality,
+            satellites_used=max(0, min(255, fix.satellites)),
         )
+        stds = (fix.horizontal_std_m, fix.vertical_std_m, fix.velocity_std_mps, fix.heading_std_rad)
+        if all(math.isfinite(std) and std >= 0 for std in stds):
+            msg.accuracy.CopyFrom(
+                nav_pb2.NavAccuracy(
+                    horizontal_position_std_m=fix.horizontal_std_m,
+                    vertical_position_std_m=fix.vertical_std_m,
+                    velocity_std_mps=fix.velocity_std_mps,
+                    heading_std_rad=fix.heading_std_rad,
+                )
+            )
+        return msg
 '''
 
 
@@ -379,7 +435,8 @@ def _module_source(plan: ModulePlan, provided: list[_Iface], required: list[_Ifa
     if nav:
         std_imports.insert(0, "import math")
         imports.add("from hardpoint.core.v1 import geo_pb2")
-        constants["EARTH_RADIUS_M"] = "EARTH_RADIUS_M: Final = 6_371_000.0"
+        imports.add("from hardpoint.adapters import GnssReceiver")
+        constants.update(_NAV_CONSTANTS)
         config += _NAV_CONFIG
     generic = [i for i in provided if i.spec.name != _NAV_STATE]
     imports |= {_pb2_import_of(f) for i in generic for f in _enum_files(_descriptor(i.spec))}
@@ -388,12 +445,15 @@ def _module_source(plan: ModulePlan, provided: list[_Iface], required: list[_Ifa
         config.append("#: Add your options here; unknown keys in the platform file are refused.")
     periodic = [i for i in provided if i.spec.nominal_rate_hz > 0]
     init = [f"#: {i.spec.name} samples published.\nself.published_{i.snake} = 0" for i in provided]
+    if nav:
+        init += ["\n".join(_NAV_INIT)]
     init += [
         f"#: The last {i.spec.name} received, and how many.\n"
         f"self.last_{i.snake}: {i.type_ref} | None = None\nself.received_{i.snake} = 0"
         for i in required
     ]
-    publishers = [f"self.{i.snake}_pub: Publisher[{i.type_ref}] = ctx.bus.publisher({i.type_ref})" for i in provided]
+    publishers = [*(_NAV_CONFIGURE if nav else ())]
+    publishers += [f"self.{i.snake}_pub: Publisher[{i.type_ref}] = ctx.bus.publisher({i.type_ref})" for i in provided]
     subscribe = ""
     if required:
         subscribe = "\n".join(
@@ -411,13 +471,16 @@ def _module_source(plan: ModulePlan, provided: list[_Iface], required: list[_Ifa
     ]
     methods: list[str] = []
     for i in provided:
+        if i.spec.name == _NAV_STATE:
+            methods += [_NAV_PUBLISH, _NAV_BUILD]
+            continue
         methods.append(
             f"    def publish_{i.snake}(self) -> None:\n"
             f'        """Publish one {i.spec.name} ({_rate_text(i.spec)})."""\n'
             f"        self.{i.snake}_pub.publish(self.build_{i.snake}())\n"
             f"        self.published_{i.snake} += 1\n"
         )
-        methods.append(_NAV_BUILD if i.spec.name == _NAV_STATE else _generic_build(i))
+        methods.append(_generic_build(i))
     for i in required:
         methods.append(
             f"    def on_{i.snake}(self, msg: {i.type_ref}) -> None:\n"
@@ -425,7 +488,11 @@ def _module_source(plan: ModulePlan, provided: list[_Iface], required: list[_Ifa
             f"        self.last_{i.snake} = msg\n"
             f"        self.received_{i.snake} += 1\n"
         )
-    doc_provides = [f"* publishes ``{i.spec.name}`` {_rate_text(i.spec)};" for i in provided]
+    doc_provides = [
+        f"* publishes ``{i.spec.name}`` {_rate_text(i.spec)}"
+        + (",\n  from the platform's GNSS/INS receiver (the ``gnss`` adapter);" if i in nav else ";")
+        for i in provided
+    ]
     doc_requires = [f"* subscribes to ``{i.spec.name}`` and keeps the last sample;" for i in required]
     sdk_names = ["Manifest", "ModuleContext", "Timer", "hookimpl"]
     if provided:
@@ -481,8 +548,14 @@ def _test_source(plan: ModulePlan, provided: list[_Iface], required: list[_Iface
         ],
         key=lambda line: line.split()[1],
     )
+    nav = _NAV_STATE in plan.provides
+    if nav:
+        third_party.append("from hardpoint.adapters import GnssFix")
+        third_party.sort(key=lambda line: line.split()[1])
     tests: list[str] = []
     for i in provided:
+        if i.spec.name == _NAV_STATE:
+            tests.append(_template("test_nav.py").substitute())
         if i.spec.nominal_rate_hz > 0:
             tests.append(
                 _template("test_rate.py").substitute(
@@ -501,7 +574,9 @@ def _test_source(plan: ModulePlan, provided: list[_Iface], required: list[_Iface
         name=plan.name,
         package=plan.package,
         cls=plan.class_name,
+        std_imports="import json\nimport math\nimport tomllib" if nav else "import json\nimport tomllib",
         third_party="\n".join(third_party),
+        adapters=_template("test_adapters_gnss.py" if nav else "test_adapters_none.py").substitute().rstrip("\n"),
         per_interface="\n\n\n".join(t.rstrip("\n") for t in tests),
     )
 
@@ -515,9 +590,15 @@ def _manifest_json(plan: ModulePlan) -> str:
         "supplier": plan.supplier,
         "provides": list(plan.provides),
         "requires": list(plan.requires),
+        "adapters": list(_adapters(plan)),
         "description": _description(plan),
     }
     return json.dumps(data, indent=2) + "\n"
+
+
+def _adapters(plan: ModulePlan) -> tuple[str, ...]:
+    """The hardware adapters the module asks for: a navigation module reads the GNSS/INS receiver."""
+    return _NAV_ADAPTERS if _NAV_STATE in plan.provides else ()
 
 
 def _description(plan: ModulePlan) -> str:
@@ -535,13 +616,16 @@ _FEEDERS: Final[Mapping[str, tuple[str, ...]]] = {
     "hardpoint.track.v1.SensorTrack": ("nav", "radar"),
     "hardpoint.track.v1.FusedTrack": ("nav", "radar", "fusion"),
 }
+#: The adapters each reference feeder asks for.
+_FEEDER_ADAPTERS: Final[Mapping[str, tuple[str, ...]]] = {"nav": ("gnss",), "radar": ("radar",), "fusion": ()}
 _FEEDER_ENTRIES: Final[Mapping[str, str]] = {
     "nav": '[[modules]]\nname = "nav"\nconfig = { platform_id = "own" }\n',
     "radar": '[[modules]]\nname = "radar"\nconfig = { platform_id = "own", sensor_id = "radar" }\n',
     "fusion": '[[modules]]\nname = "fusion"\n',
 }
+#: Simulated bindings of the platform's abstract adapters, by adapter name.
 _ADAPTERS: Final[Mapping[str, str]] = {
-    "nav": '[adapters.gnss]\ndriver = "sim-gnss"\nconfig = { scenario = "builtin:patrol", seed = 1 }\n',
+    "gnss": '[adapters.gnss]\ndriver = "sim-gnss"\nconfig = { scenario = "builtin:patrol", seed = 1 }\n',
     "radar": (
         '[adapters.radar]\ndriver = "sim-detections"\n'
         'config = { scenario = "builtin:patrol", sensor = "radar", seed = 2 }\n'
@@ -561,7 +645,8 @@ def _platform(plan: ModulePlan) -> str:
         # Single writer: the new module is the platform's navigation, and the reference
         # radar and fusion run on it, so the laptop run shows it feeding real consumers.
         feeders = [f for f in feeders if f != "nav"] + [f for f in ("radar", "fusion") if f not in feeders]
-    adapters = "\n".join(_ADAPTERS[f] for f in feeders if f in _ADAPTERS)
+    needed = [*_adapters(plan), *(a for f in feeders for a in _FEEDER_ADAPTERS[f])]
+    adapters = "\n".join(_ADAPTERS[a] for a in dict.fromkeys(needed))
     modules = "".join(f"{_FEEDER_ENTRIES[f]}\n" for f in feeders)
     todo = "".join(f"# TODO: add a module that provides {name} (required by {plan.name})\n" for name in unfed)
     return _template("platform.toml").substitute(

@@ -122,7 +122,7 @@ class EvidenceStatement:
     module: str
     certified: bool
     verdict: str
-    #: Every check: ``{"check", "requirements", "outcome"[, "message"]}``.
+    #: Every check: ``{"check", "requirements", "outcome"[, "judged"][, "message"]}``.
     checks: tuple[dict[str, Any], ...]
     suite: dict[str, Any]
     interface_set: dict[str, Any]
@@ -146,10 +146,11 @@ def evidence_result(
 
     ``summary`` is the conformance CLI's summary: ``module``, ``certified``,
     ``verdict`` (``pass``/``fail``), ``check_modules`` (the modules run) and
-    ``checks`` (each ``check``, ``requirements``, ``outcome`` and, for a failure, ``message``).
+    ``checks`` (each ``check``, ``requirements``, ``outcome``, what it ``judged`` (CF-JDG-001) and, for a
+    failure, ``message``: the whole reason, CF-EV-007).
     """
     checks = [
-        {key: check[key] for key in ("check", "requirements", "outcome", "message") if key in check}
+        {key: check[key] for key in ("check", "requirements", "outcome", "judged", "message") if key in check}
         for check in summary.get("checks", [])
     ]
     return {

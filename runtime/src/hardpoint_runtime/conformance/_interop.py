@@ -524,11 +524,25 @@ def _verdict(
 
 @dataclass(frozen=True)
 class Matrix:
+    #: The module under test by its module name (the name its cells carry), whatever form it was given in
+    #: (entry-point name, installed distribution, wheel file); None for the full matrix (CF-IOP-004).
     subject: str | None
     members: tuple[str, ...]
     cells: tuple[Cell, ...]
     scenario_s: float
     wall_s: float
+    #: What the module under test was given as (``--hardpoint-module``: its entry-point name or a wheel path).
+    target: str | None = None
+
+    def cells_of(self, role: str) -> list[Cell]:
+        """The subject's cells as ``consumer`` or ``provider`` (none for the full matrix)."""
+        if self.subject is None:
+            return []
+        if role == "consumer":
+            return [c for c in self.cells if c.consumer == self.subject]
+        if role == "provider":
+            return [c for c in self.cells if c.provider == self.subject]
+        raise ValueError(f"role {role!r}: consumer or provider")
 
     @property
     def providers(self) -> list[str]:
@@ -551,6 +565,7 @@ class Matrix:
     def as_json(self) -> dict[str, Any]:
         return {
             "subject": self.subject,
+            "target": self.target,
             "members": list(self.members),
             "providers": self.providers,
             "consumers": self.consumers,
@@ -579,6 +594,8 @@ def matrix_markdown(matrix: Matrix) -> str:
     for c in matrix.cells:
         by_pair.setdefault((c.provider, c.consumer), []).append(c)
     title = f"module under test `{matrix.subject}`" if matrix.subject else "all reference modules"
+    if matrix.target and matrix.target != matrix.subject:
+        title += f" (from `{matrix.target}`)"
     lines = [
         f"# Interoperability matrix: {title}",
         "",
@@ -927,4 +944,6 @@ def run_interop(
         cells = rig.observe(until_s)
         scenario_s = rig.scenario_s()
         members = tuple(p.name for p in rig.plan.members)
-    return Matrix(subject, members, tuple(cells), scenario_s, time.monotonic() - t0)
+        # The cells carry the module's name, not the wheel path or entry point it was given as (CF-IOP-004).
+        name = rig.plan.subject
+    return Matrix(name, members, tuple(cells), scenario_s, time.monotonic() - t0, target=subject)

@@ -7,6 +7,13 @@ unit tests drive it with hand-made logs. :class:`TaskRig` hosts the module and f
 
 Timing is judged with an allowance for scheduling on a loaded machine: an answer due within
 ``deadline_ms`` of a contract may arrive up to :data:`ALLOWANCE_S` later than that.
+
+Exactly one result per task is judged directly (CF-TASK-005): every ``TaskResult`` after a task's
+first must answer a request or a cancel of that task (sent before it, within that contract's
+``deadline_ms`` plus the allowance), one result per request or cancel; any other is a duplicate. The
+checks watch every accepted task for :attr:`TaskLog.watch_s` after its first result
+(:data:`WATCH_DEADLINES` answer deadlines plus the allowance: 11 s with today's contracts), so a
+duplicate sent unasked at any time within that window is seen (:meth:`TaskRig.watch`).
 """
 
 from __future__ import annotations
@@ -46,6 +53,9 @@ REQUESTER: Final = "conformance-probe"
 STRANGER: Final = "conformance-stranger"
 #: How long an accepted task without a deadline may run before the check cancels it (seconds).
 RESULT_WAIT_S: Final = 3.0
+#: Answer deadlines (the longer of TaskRequest's and TaskCancel's ``deadline_ms``) an accepted task is watched
+#: for after its first TaskResult, for a duplicate (CF-TASK-005); the allowance is added once.
+WATCH_DEADLINES: Final = 10
 
 Kind = Literal["request", "cancel", "ack", "progress", "result"]
 REQUEST: Final[Kind] = "request"
@@ -88,6 +98,11 @@ class TaskLog:
     cancel_deadline_s: float = 1.0
     events: list[Event] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def watch_s(self) -> float:
+        """How long an accepted task is watched after its first result for a duplicate (CF-TASK-005)."""
+        return WATCH_DEADLINES * max(self.request_deadline_s, self.cancel_deadline_s) + ALLOWANCE_S
 
     def add(self, kind: Kind, message: Any, at_ns: int | None = None) -> None:
         with self._lock:
@@ -246,6 +261,15 @@ def _results(log: TaskLog, t: _Task, *, final: bool) -> list[str]:
             "[IF-TASKING-RESULT-SEM]"
         )
     foreign_raced = [c for c in t.raced() if c in t.foreign_cancels]
+    unprompted = _unprompted_results(log, t)
+    if unprompted:
+        first = min(r.at_ns for r in t.results)
+        problems += [
+            f"duplicate TaskResult (status {r.status}) {_s(r.at_ns - first):.2f} s after the first, answering no "
+            f"request or cancel: a task ends with exactly one result, repeated only when asked "
+            f"[IF-TASKING-RESULT-SEM, CF-TASK-005]"
+            for r in unprompted
+        ]
     if len(t.results) > max(1, len(t.requests) + len(t.cancels) + len(foreign_raced)):
         problems.append(
             f"{len(t.results)} TaskResults for {len(t.requests)} request(s) and {len(t.cancels)} cancel(s): "
@@ -256,6 +280,33 @@ def _results(log: TaskLog, t: _Task, *, final: bool) -> list[str]:
     problems += _cancel_answers(log, t, rejected=rejected, final=final)
     problems += _deadline_kept(log, t)
     return problems
+
+
+def _unprompted_results(log: TaskLog, t: _Task) -> list[Event]:
+    """The results of ``t`` that answer nothing (CF-TASK-005).
+
+    Each result is matched, in time order, to the earliest unused request or cancel (own, or foreign and
+    raced) sent before it whose answer deadline (plus the allowance) it is within. The first result of a
+    task may answer none (the outcome of a task that ran longer than a deadline); every later one must.
+    """
+    window = {
+        REQUEST: int((log.request_deadline_s + ALLOWANCE_S) * 1e9),
+        CANCEL: int((log.cancel_deadline_s + ALLOWANCE_S) * 1e9),
+    }
+    foreign_raced = [c for c in t.raced() if c in t.foreign_cancels]
+    prompts = sorted((*t.requests, *t.cancels, *foreign_raced), key=lambda e: e.at_ns)
+    used: set[int] = set()
+    extra: list[Event] = []
+    for i, result in enumerate(sorted(t.results, key=lambda e: e.at_ns)):
+        match = next(
+            (j for j, p in enumerate(prompts) if j not in used and p.at_ns <= result.at_ns <= p.at_ns + window[p.kind]),
+            None,
+        )
+        if match is not None:
+            used.add(match)
+        elif i > 0:
+            extra.append(result)
+    return extra
 
 
 def _cancel_answers(log: TaskLog, t: _Task, *, rejected: bool, final: bool) -> list[str]:
@@ -435,6 +486,20 @@ class TaskRig:
             self.log.cancel_deadline_s + ALLOWANCE_S + 0.5,
         )
         time.sleep(0.2)  # repeated answers (to repeats and cancels) that are still on their way
+
+    def watch(self, task_ids: Sequence[str]) -> float:
+        """Keep recording until every accepted task of ``task_ids`` was watched for :attr:`TaskLog.watch_s`
+        after its first result, so a duplicate sent unasked within that window is in the log (CF-TASK-005).
+
+        Returns the seconds waited.
+        """
+        firsts = [min(e.at_ns for e in results) for t in task_ids if (results := self.log.of(t, RESULT))]
+        if not firsts:
+            return 0.0
+        wait_s = (max(firsts) - time.time_ns()) / 1e9 + self.log.watch_s
+        if wait_s > 0:
+            time.sleep(wait_s)
+        return max(0.0, wait_s)
 
     def _accepted(self, task_id: str) -> bool:
         return any(a.status == ACCEPTED for a in self.log.of(task_id, ACK))

@@ -11,6 +11,10 @@ and the requirement ID. How the suite measures is specified in ``spec/conformanc
 
 Checks are parametrized by provided interface. A module that provides none gets one
 ``none`` case per check that passes with a "not applicable" note (certified mode forbids skips).
+Each check records what it judged (writers, keys, samples, messages; CF-JDG-001): a provided
+interface with no sample in the window is judged nothing, never "not applicable". For a module that
+handles tasks the window includes a task request of an unknown type and a cancel of an unknown task
+(:func:`_provoke_task_answers`), so that its task answers are observed like any other output.
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ from __future__ import annotations
 import itertools
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import pytest
 
+from hardpoint.conformance.plugin import judged, not_applicable
 from hardpoint_runtime.conformance._fixtures import hosted_module, hosted_options, manifest_under_test  # noqa: F401
 from hardpoint_runtime.conformance._harness import PROBE_NAME, HostedModule, Observed
 
@@ -160,7 +165,11 @@ def observation(hosted_module: HostedModule) -> Observation:  # noqa: F811 - the
     specs = {name: all_specs[name] for name in host.manifest.provides if name in all_specs}
     start = host.activated_at + SETTLE_S
     end = start + window_s(specs.values())
-    time.sleep(max(0.0, end - time.monotonic()))
+    provoke = _task_provoker(host)
+    while (left := end - time.monotonic()) > 0:
+        if provoke is not None:
+            provoke()
+        time.sleep(min(left, PROVOKE_EVERY_S))
     feeders = {*host.feeders, PROBE_NAME}  # the probe's own samples (other checks may publish) are not the module's
     frames: dict[str, list[Observed]] = {}
     for name, spec in specs.items():
@@ -169,9 +178,60 @@ def observation(hosted_module: HostedModule) -> Observation:  # noqa: F811 - the
     return Observation(host, frames, start, end, specs)
 
 
+#: How often a task-handling module is sent a request and a cancel during the window (s).
+PROVOKE_EVERY_S: Final = 1.0
+TASK_REQUEST, TASK_CANCEL = "hardpoint.tasking.v1.TaskRequest", "hardpoint.tasking.v1.TaskCancel"
+TASK_ACK, TASK_RESULT = "hardpoint.tasking.v1.TaskAck", "hardpoint.tasking.v1.TaskResult"
+
+
+def _task_provoker(host: HostedModule) -> Callable[[], None] | None:
+    """For a module that answers tasks: a function that sends it one request and one cancel it must answer.
+
+    Task answers are aperiodic: a module publishes them only when asked. So that the contract checks judge
+    them like any other output, the probe asks every :data:`PROVOKE_EVERY_S` during the window: a
+    ``TaskRequest`` of an unknown task type (answered by a REJECTED ``TaskAck``, IF-TASKING-REQUEST-SEM)
+    and a ``TaskCancel`` of a task the module does not know (answered by a CANCELLED ``TaskResult``,
+    IF-TASKING-CANCEL-SEM). None for a module that does not read requests (or cancels) and provide answers.
+    """
+    import uuid
+
+    from google.protobuf.any_pb2 import Any as AnyMessage
+
+    from hardpoint.tasking.v1 import tasking_pb2
+
+    manifest = host.manifest
+    reads = {*manifest.requires, *manifest.uses}
+    ask = TASK_REQUEST in reads and TASK_ACK in manifest.provides
+    cancel = TASK_CANCEL in reads and TASK_RESULT in manifest.provides
+    if not ask and not cancel:
+        return None
+    requests = host.probe.publisher(tasking_pb2.TaskRequest, batch=None) if ask else None
+    cancels = host.probe.publisher(tasking_pb2.TaskCancel, batch=None) if cancel else None
+    run = uuid.uuid4().hex[:8]
+    sent = itertools.count(1)
+
+    def provoke() -> None:
+        n = next(sent)
+        if requests is not None:
+            unknown = AnyMessage(type_url="type.googleapis.com/hardpoint.conformance.v1.NoSuchTask", value=b"")
+            request = tasking_pb2.TaskRequest(task_id=f"cf-contract-{run}-{n}", requester="conformance-probe")
+            request.target = host.name
+            request.parameters.CopyFrom(unknown)
+            requests.publish(request)
+        if cancels is not None:
+            cancels.publish(
+                tasking_pb2.TaskCancel(
+                    task_id=f"cf-contract-{run}-unknown-{n}", requester="conformance-probe", target=host.name,
+                    reason="conformance contract check: a cancel of an unknown task",
+                )
+            )  # fmt: skip
+
+    return provoke
+
+
 def _na(request: pytest.FixtureRequest, why: str) -> None:
-    """Record that a check does not apply (it passes: certified mode forbids skips)."""
-    request.node.user_properties.append(("not_applicable", why))
+    """Record that a check does not apply, from the manifest or the contract (it passes: skips are forbidden)."""
+    not_applicable(request, why)
 
 
 def _fail(what: str, problems: Sequence[str], requirement: str) -> None:
@@ -385,6 +445,8 @@ def test_rate(interface: str, observation: Observation, request: pytest.FixtureR
             arrivals[key_text(spec, msg) if spec.key else f"{f.source}/{f.epoch}"].append(written)
     problems, summary = judge_rate(spec, arrivals, observation.end - observation.start)
     request.node.user_properties.append(("measured", summary))
+    measured = [k for k, ts in arrivals.items() if len(ts) >= MIN_SAMPLES and max(ts) - min(ts) >= MIN_SPAN_S]
+    judged(request, len(measured), f"keys of {interface} measured")
     if problems:
         _fail(
             f"{interface} on {spec.topic} from module {observation.host.manifest.name!r}", problems, f"{spec.id}-RATE"
@@ -398,13 +460,12 @@ def test_qos(interface: str, observation: Observation, request: pytest.FixtureRe
         return
     spec = observation.specs[interface]
     writers = [p for p in observation.host.publications() if p.topic_name == spec.topic]
-    if not writers:
-        if _module_frames(observation, interface):
-            pytest.fail(
-                f"{spec.id}-QOS: {interface}: samples seen but no writer of the module on {spec.topic} in discovery"
-            )
-        _na(request, f"no writer of {interface} on {spec.topic}: the module never opened one while observed")
-        return
+    if not writers and _module_frames(observation, interface):
+        pytest.fail(
+            f"{spec.id}-QOS: {interface}: samples seen but no writer of the module on {spec.topic} in discovery"
+        )
+    # No writer: the module never opened one while observed, so no QoS was judged (CF-JDG-001).
+    judged(request, len(writers), f"writers of {interface} on {spec.topic}")
     problems = [f"writer {w.key}: {p}" for w in writers for p in judge_qos(spec, w.qos)]
     if problems:
         _fail(
@@ -430,8 +491,7 @@ def test_key(interface: str, observation: Observation, request: pytest.FixtureRe
     if problems:
         key = f"key ({', '.join(spec.key)})" if spec.keyed else "no instance key"
         _fail(f"{interface} ({key})", problems, f"{spec.id}-KEY")
-    if not frames:
-        _na(request, f"no sample of {interface} was published while observed")
+    judged(request, len(frames), f"samples of {interface}")
 
 
 def test_header(interface: str, observation: Observation, request: pytest.FixtureRequest) -> None:
@@ -444,8 +504,7 @@ def test_header(interface: str, observation: Observation, request: pytest.Fixtur
     problems = judge_header(spec, observation.host.manifest.name, frames)
     if problems:
         _fail(f"{interface} on {spec.topic}: {len(frames)} samples", problems, "IF-ENV-HEADER")
-    if not frames:
-        _na(request, f"no sample of {interface} was published while observed")
+    judged(request, len(frames), f"samples of {interface}")
 
 
 def test_field_constraints(interface: str, observation: Observation, request: pytest.FixtureRequest) -> None:
@@ -470,19 +529,20 @@ def test_field_constraints(interface: str, observation: Observation, request: py
     if problems:
         first = problems[0].split(":", 1)[0]
         _fail(f"{interface}: {len(problems)} violations in {checked} messages", problems, first)
-    if not checked:
-        _na(request, f"no sample of {interface} was published while observed")
+    judged(request, checked, f"messages of {interface}")
 
 
 @pytest.mark.hardpoint("SDK-BUS-001", CF_UNDECLARED)
-def test_no_undeclared_publication(observation: Observation) -> None:
+def test_no_undeclared_publication(observation: Observation, request: pytest.FixtureRequest) -> None:
     """The module's participant writes no topic but those of its provided interfaces (and the SDK's own)."""
     import hardpoint
 
     allowed = {spec.topic for spec in observation.specs.values()} | SDK_TOPICS
     by_topic = {spec.topic: spec for spec in hardpoint.all_interfaces().values()}
     problems = []
-    for w in observation.host.publications():
+    writers = observation.host.publications()
+    judged(request, len(writers), "writers of the module's participant")
+    for w in writers:
         if w.topic_name in allowed:
             continue
         spec = by_topic.get(w.topic_name)

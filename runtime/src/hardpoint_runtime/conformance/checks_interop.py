@@ -10,8 +10,11 @@ the incursion's alert, the recording). With ``--hardpoint-report DIR`` the matri
 * ``CF-IOP-001``: every cell where the module is the consumer passes;
 * ``CF-IOP-002``: every cell where the module is the provider passes.
 
-A module with no counterpart in a role passes that check with a recorded "not applicable" note; an ``n/a``
-cell (an aperiodic interface the run gave no occasion to publish) is a note too, never a skip.
+The cells are the module's by its module name, whatever form it was given in (entry-point name or wheel
+file, CF-IOP-004). A module with no counterpart in a role passes that check as "not applicable" (decided
+from the manifests); an ``n/a`` cell (an aperiodic interface the run gave no occasion to publish) is a
+note, never a skip, and is not counted as judged: a check whose every cell is ``n/a`` judged nothing
+(CF-JDG-001).
 
 The module's own configuration comes from ``--hardpoint-config`` (its ``config`` table) like every bus
 check's. Its adapters are bound to the simulators on the interoperability scenario unless that file binds
@@ -28,9 +31,10 @@ from typing import Any, Final
 
 import pytest
 
+from hardpoint.conformance.plugin import judged, not_applicable
 from hardpoint_runtime.conformance import _fixtures
 from hardpoint_runtime.conformance._harness import HarnessError
-from hardpoint_runtime.conformance._interop import Cell, Matrix, matrix_text, run_interop
+from hardpoint_runtime.conformance._interop import Matrix, matrix_text, run_interop
 
 # The fixture this module's checks use (pytest finds fixtures in the module's namespace).
 hosted_options = _fixtures.hosted_options
@@ -63,14 +67,17 @@ def interop_matrix(request: pytest.FixtureRequest, hosted_options: Mapping[str, 
         yield matrix
 
 
-def _check(matrix: Matrix, cells: list[Cell], requirement: str, role: str, record_property: Any) -> None:
+def _check(matrix: Matrix, role: str, requirement: str, record_property: Any) -> None:
     record_property("matrix", "\n" + matrix_text(matrix))
+    cells = matrix.cells_of(role)
     if not cells:
-        record_property("note", f"no reference module pairs with {matrix.subject} as {role} (not applicable)")
+        # Decided from the manifests (the plan): no reference module consumes or provides what it does.
+        not_applicable(record_property, f"no reference module pairs with {matrix.subject} as {role}")
         return
     for c in cells:
         if c.verdict == "n/a":
             record_property("note", f"{c.provider} -> {c.consumer} {c.interface}: not applicable: {c.detail}")
+    judged(record_property, sum(c.verdict != "n/a" for c in cells), f"cells with {matrix.subject} as {role}")
     failed = [c for c in cells if c.verdict == "fail"]
     if failed:
         pytest.fail(
@@ -83,12 +90,10 @@ def _check(matrix: Matrix, cells: list[Cell], requirement: str, role: str, recor
 @pytest.mark.hardpoint("CF-IOP-001")
 def test_interop_as_consumer(interop_matrix: Matrix, record_property: Any) -> None:
     """Fed by the reference providers of what it consumes, the module produces the expected end result."""
-    cells = [c for c in interop_matrix.cells if c.consumer == interop_matrix.subject]
-    _check(interop_matrix, cells, "CF-IOP-001", "consumer", record_property)
+    _check(interop_matrix, "consumer", "CF-IOP-001", record_property)
 
 
 @pytest.mark.hardpoint("CF-IOP-002")
 def test_interop_as_provider(interop_matrix: Matrix, record_property: Any) -> None:
     """The reference consumers of what the module provides produce the expected end result from it."""
-    cells = [c for c in interop_matrix.cells if c.provider == interop_matrix.subject]
-    _check(interop_matrix, cells, "CF-IOP-002", "provider", record_property)
+    _check(interop_matrix, "provider", "CF-IOP-002", record_property)

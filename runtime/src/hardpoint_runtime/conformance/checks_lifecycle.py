@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import pytest
 
+from hardpoint.conformance.plugin import judged, not_applicable
 from hardpoint_runtime.conformance._fixtures import hosted_options, manifest_under_test  # noqa: F401
 from hardpoint_runtime.conformance._harness import HarnessError, HostedModule, Tap, wait_until
 
@@ -98,7 +99,7 @@ def _step(host: HostedModule, transition: str, state: str) -> tuple[str, str]:
 
 
 @pytest.mark.hardpoint("SDK-LC-002", "CF-LC-001")
-def test_every_valid_transition_reaches_its_state(lifecycle_host: HostedModule) -> None:
+def test_every_valid_transition_reaches_its_state(lifecycle_host: HostedModule, request: pytest.FixtureRequest) -> None:
     """configure, activate, deactivate, cleanup and shutdown (from each of the three states) reach their state."""
     taken: list[str] = []
     for walk in WALKS:
@@ -109,16 +110,20 @@ def test_every_valid_transition_reaches_its_state(lifecycle_host: HostedModule) 
             if problem:
                 pytest.fail(f"{problem} (after {' -> '.join([*taken, transition])})", pytrace=False)
             taken.append(transition)
+    judged(request, len(taken), "transitions")
 
 
 @pytest.mark.hardpoint("SDK-LC-002", "CF-LC-002")
-def test_every_invalid_transition_is_refused_with_the_state_unchanged(lifecycle_host: HostedModule) -> None:
+def test_every_invalid_transition_is_refused_with_the_state_unchanged(
+    lifecycle_host: HostedModule, request: pytest.FixtureRequest
+) -> None:
     """In each state, every transition the state does not allow is refused, naming state and transition.
 
     One worker walks UNCONFIGURED -> INACTIVE -> ACTIVE -> FINALIZED, trying every refused transition
     in each state before taking the next valid one.
     """
     problems: list[str] = []
+    tried = 0
     _fresh(lifecycle_host)
     state = "unconfigured"
     for state, onward in (
@@ -131,6 +136,7 @@ def test_every_invalid_transition_is_refused_with_the_state_unchanged(lifecycle_
             if (state, transition) in VALID:
                 continue
             reply = lifecycle_host.transition(transition)
+            tried += 1
             after = lifecycle_host.status()["state"]
             if reply["ok"] or reply["state"] != state or after != state:
                 problems.append(f"{transition} in {state}: answered {reply}, state now {after or '<no answer>'}")
@@ -142,6 +148,7 @@ def test_every_invalid_transition_is_refused_with_the_state_unchanged(lifecycle_
             problem, _ = _step(lifecycle_host, onward, state)
             if problem:
                 pytest.fail(f"{problem} (walking through every state)", pytrace=False)
+    judged(request, tried, "refused transitions")
     if problems:
         pytest.fail(f"SDK-LC-002: module {lifecycle_host.manifest.name!r}: " + "; ".join(problems), pytrace=False)
 
@@ -181,8 +188,9 @@ def test_a_failing_hook_goes_through_error_processing(
         since = time.monotonic()
         reply = host.transition("configure")
         if reply["ok"] and reply["state"] == "inactive" and not reply["error"]:
-            request.node.user_properties.append(
-                ("not_applicable", f"module {name!r} accepts an unknown configuration key: no hook can be made to fail")
+            # CF-LC-003 (and CF-JDG-001): the one not-applicable decided by the module's behaviour, as specified.
+            not_applicable(
+                request, f"module {name!r} accepts an unknown configuration key: no hook can be made to fail"
             )
             return
         if not reply["ok"] or reply["state"] not in ("unconfigured", "finalized") or not reply["error"]:
@@ -213,6 +221,7 @@ def test_a_failing_hook_goes_through_error_processing(
             if problem:
                 pytest.fail(problem, pytrace=False)
         request.node.user_properties.append(("error_path", f"error_processing -> {final}: {reply['error'][:200]}"))
+        judged(request, len(beats), "heartbeats of the error path")
     finally:
         health.close()
 
@@ -268,10 +277,12 @@ def test_restart_reaches_active_again(lifecycle_host: HostedModule, request: pyt
             )
         if first is not None and again is not None and first.epoch == again.epoch and first.source == again.source:
             pytest.fail(f"IF-ENV-EPOCH: module {name!r}: the restarted writer kept epoch {first.epoch}")
-        if not periodic:
-            request.node.user_properties.append(
-                ("not_applicable", "no periodic interface: restart judged by heartbeat")
-            )
+        restarted = sum(b[:2] == ("active", "ok") for b in _beats(health, name, since))
+        judged(request, restarted, "ACTIVE heartbeats after the restart")
+        if periodic:
+            judged(request, 2, f"first samples of {', '.join(s.name for s in periodic)} (before and after)")
+        else:
+            request.node.user_properties.append(("note", "no periodic interface: restart judged by heartbeat"))
     finally:
         health.close()
 
@@ -351,7 +362,12 @@ def test_publishes_only_while_active(lifecycle_host: HostedModule, request: pyte
         pytest.fail(problem, pytrace=False)
     if periodic and _first_sample(host, periodic, since=t_again) is None:
         pytest.fail(f"CF-LC-005: module {name!r}: publishing did not resume after re-activation", pytrace=False)
-    if not periodic:
+    # Three quiet windows watched (before configure, before activate, after deactivate), and for a periodic
+    # interface the first sample of both activations.
+    judged(request, 3, "quiet windows outside ACTIVE")
+    if periodic:
+        judged(request, 2, "activations that resumed publishing")
+    else:
         request.node.user_properties.append(
-            ("not_applicable", "no periodic interface: only the absence of samples outside ACTIVE is judged")
+            ("note", "no periodic interface: only the absence of samples outside ACTIVE is judged")
         )

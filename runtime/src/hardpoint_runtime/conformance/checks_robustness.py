@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
+from hardpoint.conformance.plugin import judged, not_applicable
 from hardpoint_runtime.conformance._fixtures import hosted_options, manifest_under_test  # noqa: F401
 from hardpoint_runtime.conformance._harness import HarnessError
 
@@ -98,7 +99,7 @@ def _inputs(rig: InputRig | None, record_property: Callable[[str, object], None]
 
     names = [] if rig is None else input_interfaces(rig.host.manifest, rig.known)
     if rig is None or not names:
-        record_property("note", "the module reads no interface: no input to vary (not applicable)")
+        not_applicable(record_property, "the module reads no interface: no input to vary")
         return []
     unread = [name for name in names if rig.counters(name) is None]
     if unread:
@@ -136,7 +137,7 @@ def _verdict(rig: InputRig, what: str, failures: list[str], problems_before: int
     failures += [f"{CF_OUTPUT} published an invalid sample: {p}" for p in outputs]
     failures += [f"{CF_OUTPUT} published samples the probe could not read: {p}" for p in rig.undecodable_outputs()]
     if failures:
-        # The first line names the requirement: reports show only that line.
+        # The first line names the requirement (the reports carry every line, CF-EV-007).
         head = f"{failures[0].splitlines()[0]} [module {rig.name!r}, after {what}]"
         pytest.fail(head + "\n" + "\n".join(failures), pytrace=False)
 
@@ -146,11 +147,14 @@ def _publish_family(
     family: Callable[[type[Message]], st.SearchStrategy[Message]],
     n: int,
     names: list[str],
+    *,
     sweep: Callable[[type[Message]], list[Message]] | None = None,
+    count: list[int] | None = None,
 ) -> list[str]:
     """Publish the ``sweep`` messages and ``n`` examples of ``family`` per interface through the probe.
 
-    Problems with callbacks (module code that raised) and with the counters.
+    Problems with callbacks (module code that raised) and with the counters. ``count`` (one element)
+    is increased by the number of messages sent.
     """
     import time
 
@@ -175,6 +179,8 @@ def _publish_family(
             publish(message)
         _generate(family(spec.message_type), n, publish)
         rig.host.probe.flush()
+        if count is not None:
+            count[0] += len(sent)
         if baseline is None:
             continue  # the module does not subscribe to it (an optional input it ignores): survival only
         delta = rig.settle(name, baseline, Sent(good=len(sent)))
@@ -201,8 +207,10 @@ def test_valid_and_boundary_inputs(
         return
     before = len(rig.output_problems)
     n = max_examples(request.config)
-    failures = _publish_family(rig, valid_messages, n, names)
-    failures += _publish_family(rig, boundary_messages, n, names, sweep=edge_sweep)
+    sent = [0]
+    failures = _publish_family(rig, valid_messages, n, names, count=sent)
+    failures += _publish_family(rig, boundary_messages, n, names, sweep=edge_sweep, count=sent)
+    judged(record_property, sent[0], f"valid and boundary messages sent to {', '.join(names)}")
     record_property(
         "inputs", f"{2 * n} generated messages and the edge sweep of each field to {', '.join(names) or 'none'}"
     )
@@ -220,7 +228,9 @@ def test_invalid_inputs(
     if rig is None or not names:
         return
     before = len(rig.output_problems)
-    failures = _publish_family(rig, invalid_messages, max_examples(request.config), names)
+    sent = [0]
+    failures = _publish_family(rig, invalid_messages, max_examples(request.config), names, count=sent)
+    judged(record_property, sent[0], f"invalid messages sent to {', '.join(names)}")
     _verdict(rig, "invalid inputs", failures, before)
 
 
@@ -240,13 +250,18 @@ def test_malformed_envelopes(
     before = len(rig.output_problems)
     n = max_examples(request.config)
     failures: list[str] = []
+    attacked = [0]
     for name in names:
-        failures += _attack(rig, name, n)
+        failures += _attack(rig, name, n, attacked)
+    judged(record_property, attacked[0], f"malformed envelopes sent to {', '.join(names)}")
     _verdict(rig, "malformed envelopes", failures, before)
 
 
-def _attack(rig: InputRig, name: str, n: int) -> list[str]:
-    """Send the malformed samples to one interface; problems with the counters' accounting of them."""
+def _attack(rig: InputRig, name: str, n: int, attacked: list[int]) -> list[str]:
+    """Send the malformed samples to one interface; problems with the counters' accounting of them.
+
+    ``attacked`` (one element) is increased by the frames sent to a reader of the module (and so counted).
+    """
     from hardpoint._bus import MAX_BATCH
     from hardpoint.core.v1 import header_pb2
     from hardpoint_runtime.conformance._robustness import Sent, accounting_problems, expected_refusals
@@ -315,6 +330,7 @@ def _attack(rig: InputRig, name: str, n: int) -> list[str]:
     writer.write(valid[0], seq=1, key="hostile-1" if keyed else "")
     replayed.add(expected_refusals(interface_ok=True, schema_ok=True, count=1, decodes=True, replay=True))
     replay_delta = rig.settle(name, replay_baseline, replayed)
+    attacked[0] += frames + 1
     problems += [f"replayed sequence: {p}" for p in accounting_problems(replayed, replay_delta, reliable=reliable)]
     if delta["callback_errors"] or replay_delta["callback_errors"]:
         problems.append(

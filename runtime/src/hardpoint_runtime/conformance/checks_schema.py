@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
+from hardpoint.conformance.plugin import judged, not_applicable
 from hardpoint_runtime.conformance import _fixtures
 from hardpoint_runtime.conformance._harness import contract_channel
 
@@ -353,20 +354,31 @@ def schema_observation(hosted_module: HostedModule) -> SchemaObservation:
 def test_provided_interfaces_announced(schema_observation: SchemaObservation, record_property: Any) -> None:
     """The module's process announces a schema for every interface it provides."""
     obs = schema_observation
-    if "provides" not in obs.roles.values():
-        record_property("note", "the module provides no interface: nothing to announce (not applicable)")
+    provided = {n for n, role in obs.roles.items() if role == "provides"}
+    if not provided:
+        not_applicable(record_property, "the module provides no interface: nothing to announce")
+        return
     problems = missing_announcements(obs.module, obs.roles, obs.announced)
     if problems:
         pytest.fail("CF-SCHEMA-001 " + "; ".join(problems), pytrace=False)
+    judged(record_property, len(provided & {a.interface for a in obs.announced}), "provided interfaces announced")
 
 
 @pytest.mark.hardpoint("CF-SCHEMA-002", "IF-ENV-SCHEMA")
-def test_announced_schemas_wire_compatible(schema_observation: SchemaObservation) -> None:
+def test_announced_schemas_wire_compatible(
+    schema_observation: SchemaObservation, request: pytest.FixtureRequest
+) -> None:
     """Every schema the module announces is wire-compatible with the platform's (buf WIRE rules)."""
     obs = schema_observation
     problems = schema_findings(obs.module, obs.roles, obs.announced, obs.platform, obs.platform_sets)
     if problems:
         pytest.fail("CF-SCHEMA-002 " + "; ".join(problems), pytrace=False)
+    compared = [a for a in obs.announced if a.interface in obs.platform]
+    if not compared and "provides" not in obs.roles.values():
+        # SDK-BUS-006: only what a module publishes is announced; a pure consumer announces nothing.
+        not_applicable(request, "the module provides no interface, so it announces no schema")
+        return
+    judged(request, len(compared), "announced schemas compared with the platform's")
 
 
 @pytest.mark.hardpoint("CF-SCHEMA-003", "IF-ENV-SCHEMA", "IF-ENV-RX-SCHEMA")
@@ -378,12 +390,13 @@ def test_sample_schema_ids_match_platform(
         n: schema_observation.platform[n] for n in hosted_module.manifest.provides if n in schema_observation.platform
     }
     if not provided:
-        record_property("note", "the module provides no interface: no samples to check (not applicable)")
+        not_applicable(record_property, "the module provides no interface: no samples to check")
         return
     stamps = collect_stamps(hosted_module, provided, SAMPLE_TIMEOUT_S)
     problems, notes = stamp_findings(hosted_module.name, provided, stamps)
     for note in notes:
         record_property("note", note)
+    judged(record_property, sum(bool(stamps.get(n)) for n in provided), "provided interfaces with samples")
     if problems:
         pytest.fail("CF-SCHEMA-003 " + "; ".join(problems), pytrace=False)
 
@@ -393,7 +406,7 @@ def test_required_interfaces_read_with_platform_schema(hosted_module: HostedModu
     """Fed the platform's samples, the module's readers of its required interfaces drop none for the schema id."""
     required = list(hosted_module.manifest.requires)
     if not required:
-        record_property("note", "the module requires no interface: no readers to check (not applicable)")
+        not_applicable(record_property, "the module requires no interface: no readers to check")
         return
     counters = latest_counters(hosted_module, required, SAMPLE_TIMEOUT_S)
     if not counters:
@@ -405,5 +418,7 @@ def test_required_interfaces_read_with_platform_schema(hosted_module: HostedModu
     problems, notes = reader_findings(hosted_module.name, required, counters)
     for note in notes:
         record_property("note", note)
+    read = [n for n in required if counters.get(f"sub:{n}.delivered", 0) or counters.get(f"sub:{n}.schema_mismatch", 0)]
+    judged(record_property, len(read), "required interfaces read")
     if problems:
         pytest.fail("CF-SCHEMA-004 " + "; ".join(problems), pytrace=False)

@@ -6,7 +6,10 @@ applicable" note. The module runs in the real runtime worker on a private Cyclon
 with no feeders; the probe is the only requester (:class:`~._tasking.TaskRig`). The suite does
 not know which kinds of task a module accepts, so it asks: parameters of every interface type
 of the platform (generated from the descriptors, :mod:`._strategies`) and of an unknown type.
-The answers are judged against ``tasking.proto`` by :func:`~._tasking.task_problems`.
+The answers are judged against ``tasking.proto`` by :func:`~._tasking.task_problems`. Before the
+final judgement of CF-TASK-002, -003 and -004 every accepted task is watched for the duplicate
+window after its first result (:meth:`~._tasking.TaskRig.watch`, CF-TASK-005), so a result sent a
+second time unasked fails the check whenever it comes within that window.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
+from hardpoint.conformance.plugin import judged, not_applicable
 from hardpoint_runtime.conformance._fixtures import hosted_options, manifest_under_test  # noqa: F401
 from hardpoint_runtime.conformance._harness import HarnessError
 from hardpoint_runtime.conformance.checks_robustness import max_examples
@@ -79,12 +83,20 @@ def task_rig(request: pytest.FixtureRequest, hosted_options: Mapping[str, Any]) 
 
 def _applies(rig: TaskRig | None, record_property: Record) -> TaskRig | None:
     if rig is None:
-        record_property(
-            "note",
+        not_applicable(
+            record_property,
             "the module handles no tasks (it does not both read hardpoint.tasking.v1.TaskRequest and provide "
-            "hardpoint.tasking.v1.TaskAck): not applicable",
+            "hardpoint.tasking.v1.TaskAck)",
         )
     return rig
+
+
+def _watch(rig: TaskRig, task_ids: list[str], record_property: Record) -> None:
+    """Watch the tasks for a duplicate result (CF-TASK-005) before the final judgement."""
+    waited = rig.watch(task_ids)
+    record_property(
+        "watched", f"{len(task_ids)} tasks, {rig.log.watch_s:g} s after each first result ({waited:.1f} s waited)"
+    )
 
 
 def _fail_on(problems: list[str], rig: TaskRig, requirement: str, what: str) -> None:
@@ -158,6 +170,7 @@ def test_requests_acknowledged_within_deadline(matched: TaskRig | None, record_p
     elsewhere = rig.new_id("elsewhere")
     rig.request(elsewhere, rig.unknown_parameters(), target=f"{rig.name}-not")
     rig.settle(ids)
+    judged(record_property, len(ids), "requests of an unknown task type")
     problems = task_problems(rig.sub_log(ids))
     for task_id in ids:
         accepted = [a for a in rig.log.of(task_id, ACK) if a.status != REJECTED]
@@ -196,7 +209,10 @@ def test_accepted_tasks_end_with_one_result(matched: TaskRig | None, catalog: Ca
             "the module accepted none of the generated tasks (parameters of every interface type): "
             "only rejection was exercised",
         )
-    _fail_on(task_problems(rig.sub_log([*catalog.task_ids, *late])), rig, CF_RESULT, "task outcomes")
+    ids = [*catalog.task_ids, *late]
+    _watch(rig, ids, record_property)
+    judged(record_property, len(ids), "tasks requested")
+    _fail_on(task_problems(rig.sub_log(ids)), rig, CF_RESULT, "task outcomes")
 
 
 @pytest.mark.hardpoint(CF_CANCEL, "IF-TASKING-CANCEL-SEM", "IF-TASKING-CANCEL-DEADLINE")
@@ -223,6 +239,8 @@ def test_cancellation_honoured(matched: TaskRig | None, catalog: Catalog, record
     rig.settle(ids)
     if not catalog.accepted:
         record_property("note", "no task kind was accepted: only the cancel of an unknown task was exercised")
+    _watch(rig, ids, record_property)
+    judged(record_property, len(ids), "tasks cancelled")
     _fail_on(task_problems(rig.sub_log(ids)), rig, CF_CANCEL, "cancels")
 
 
@@ -241,7 +259,8 @@ def test_request_cancel_sequences(
 
     from hardpoint_runtime.conformance._tasking import task_problems
 
-    machine = _machine(rig, [*catalog.accepted, *catalog.rejected[:4]], task_problems)
+    every_id: list[str] = []
+    machine = _machine(rig, [*catalog.accepted, *catalog.rejected[:4]], task_problems, every_id)
     runs = max(1, min(RUNS, max_examples(request.config)))
     try:
         run_state_machine_as_test(
@@ -259,10 +278,18 @@ def test_request_cancel_sequences(
     except AssertionError as e:
         pytest.fail(f"{CF_STATEFUL} module {rig.name!r}, {e}\n{rig.host.log_tail(10)}", pytrace=False)
     record_property("runs", f"{runs} run(s) of up to {STEPS} steps")
+    # Every run's tasks, once more after the duplicate window (CF-TASK-005).
+    _watch(rig, every_id, record_property)
+    judged(record_property, len(every_id), "tasks of the sequences")
+    _fail_on(task_problems(rig.sub_log(every_id)), rig, CF_STATEFUL, f"after {runs} sequence(s), watched")
 
 
-def _machine(rig: TaskRig, parameters: list[Message], judge: Callable[..., list[str]]) -> type[Any]:
-    """The state machine class for ``rig``, drawing request parameters from ``parameters`` (and an unknown type)."""
+def _machine(
+    rig: TaskRig, parameters: list[Message], judge: Callable[..., list[str]], every_id: list[str]
+) -> type[Any]:
+    """The state machine class for ``rig``, drawing request parameters from ``parameters`` (and an unknown type).
+
+    Every task id a run uses is appended to ``every_id`` as well."""
     from hypothesis import strategies as st
     from hypothesis.stateful import Bundle, RuleBasedStateMachine, rule
 
@@ -329,6 +356,7 @@ def _machine(rig: TaskRig, parameters: list[Message], judge: Callable[..., list[
             time.sleep(seconds)
 
         def teardown(self) -> None:
+            every_id.extend(self.ids)
             if not self.ids:
                 return
             rig.settle(self.ids)

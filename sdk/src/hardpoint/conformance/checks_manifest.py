@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Final
 
 import pytest
 
+from hardpoint.conformance.plugin import judged, not_applicable
+
 if TYPE_CHECKING:
     from hardpoint import InterfaceSpec, Manifest
 
@@ -45,7 +47,7 @@ def _missing(names: Iterable[str], interfaces: Mapping[str, InterfaceSpec], role
 
 
 @pytest.mark.hardpoint("SDK-LC-001")
-def test_manifest_valid(hardpoint_module: object) -> None:
+def test_manifest_valid(hardpoint_module: object, request: pytest.FixtureRequest) -> None:
     """The module object carries a valid ``hardpoint.Manifest``."""
     from hardpoint import ManifestError
     from hardpoint._host import _manifest_of
@@ -54,21 +56,26 @@ def test_manifest_valid(hardpoint_module: object) -> None:
         _manifest_of(hardpoint_module)
     except ManifestError as e:
         pytest.fail(f"SDK-LC-001: {e}", pytrace=False)
+    judged(request, 1, "manifest")
 
 
 @pytest.mark.hardpoint("RT-RES-011")
 def test_provided_interfaces_in_interface_set(
-    hardpoint_manifest: Manifest, hardpoint_interfaces: Mapping[str, InterfaceSpec]
+    hardpoint_manifest: Manifest, hardpoint_interfaces: Mapping[str, InterfaceSpec], request: pytest.FixtureRequest
 ) -> None:
     """Every provided interface is in the platform interface set, at the same major."""
     problems = _missing(hardpoint_manifest.provides, hardpoint_interfaces, "provides")
     if problems:
         pytest.fail(f"RT-RES-011 module {hardpoint_manifest.name!r}: " + "; ".join(problems), pytrace=False)
+    if hardpoint_manifest.provides:
+        judged(request, len(hardpoint_manifest.provides), "provided interfaces")
+    else:
+        not_applicable(request, "the module provides no interface")
 
 
 @pytest.mark.hardpoint("RT-RES-004", "RT-RES-011")
 def test_required_interfaces_in_interface_set(
-    hardpoint_manifest: Manifest, hardpoint_interfaces: Mapping[str, InterfaceSpec]
+    hardpoint_manifest: Manifest, hardpoint_interfaces: Mapping[str, InterfaceSpec], request: pytest.FixtureRequest
 ) -> None:
     """Every required (and optionally used) interface is in the platform interface set, at the same major."""
     used = [name for name in hardpoint_manifest.uses if name != "*"]
@@ -76,3 +83,7 @@ def test_required_interfaces_in_interface_set(
     problems += _missing(used, hardpoint_interfaces, "uses")
     if problems:
         pytest.fail(f"RT-RES-004 module {hardpoint_manifest.name!r}: " + "; ".join(problems), pytrace=False)
+    if hardpoint_manifest.requires or used:
+        judged(request, len(hardpoint_manifest.requires) + len(used), "required and used interfaces")
+    else:
+        not_applicable(request, "the module requires and uses no named interface")
