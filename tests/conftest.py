@@ -42,6 +42,8 @@ LONGEST_FIRST = (
     "security/test_hostile_platform.py",
     "update/test_update_e2e.py",
     "conformance/test_broken_variants.py",
+    "demo/test_demo_signals.py",
+    "conformance/test_duplicate_results.py",
     "update/test_crash_safety.py",
     "update/test_evidence_gate.py",
     "runtime_integration/test_platform.py",
@@ -49,6 +51,7 @@ LONGEST_FIRST = (
     "update/test_rollback.py",
     "update/test_install_unblocks.py",
     "conformance/test_interop_matrix.py",
+    "conformance/test_wheel_interop.py",
 )
 _RANK = {unit: rank for rank, unit in enumerate(LONGEST_FIRST)}
 
