@@ -45,6 +45,7 @@ from hardpoint_runtime._errors import ConfigError, ConfigProblem
 __all__ = [
     "DEFAULT_NODE",
     "AdapterBinding",
+    "BaselineEntry",
     "DdsSection",
     "ManagementSection",
     "MetricsSection",
@@ -356,6 +357,21 @@ class ModuleEntry(_Model):
         return SpecifierSet(self.version)
 
 
+class BaselineEntry(_Model):
+    """One ``[[baseline]]`` entry: a module distribution the platform authority vouches for (RT-PROV-001).
+
+    The factory image: modules installed with the runtime rather than through signed updates. With
+    ``update.require_evidence``, such a module runs only when it is named here with its digest.
+    """
+
+    #: Module name (its entry point in ``hardpoint.modules``).
+    name: str = Field(pattern=_MODULE_NAME)
+    #: Its distribution's version, exactly.
+    version: str = Field(min_length=1)
+    #: ``sha256:<64 hex digits>`` of its RECORD file (``hardpoint baseline`` prints it).
+    digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+
+
 class AdapterBinding(_Model):
     """``[adapters.<name>]``: binds an abstract device to a driver or a simulator."""
 
@@ -380,6 +396,8 @@ class PlatformConfig(_Model):
     #: Signed updates; None when the platform takes none.
     update: UpdateSection | None = None
     modules: tuple[ModuleEntry, ...] = ()
+    #: Module distributions vouched for without signed updates (the factory image), RT-PROV-001.
+    baseline: tuple[BaselineEntry, ...] = ()
     adapters: dict[Annotated[str, Field(pattern=_ADAPTER_NAME)], AdapterBinding] = Field(default_factory=dict)
 
     @model_validator(mode="before")

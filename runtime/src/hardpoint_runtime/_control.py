@@ -64,6 +64,11 @@ class ModuleStatus:
     intrusions: tuple[IntrusionInfo, ...] = ()
     #: GUIDs of the DDS participants of its live processes on this node (empty for a remote module).
     participants: tuple[str, ...] = ()
+    #: Where its code comes from: ``store`` (installed through signed updates), ``baseline`` (pinned by the
+    #: configuration), ``environment`` (importable, vouched for by nobody); "" when none is selected.
+    origin: str = ""
+    #: ``sha256:<hex>`` of its distribution's RECORD (every installed file with its hash); "" for none.
+    digest: str = ""
 
 
 @dataclass(frozen=True, slots=True)

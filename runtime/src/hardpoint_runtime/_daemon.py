@@ -76,6 +76,9 @@ class _Module:
     missing: str = ""
     #: Not installed yet on a platform that takes signed updates: waiting for its first install.
     awaiting: bool = False
+    #: Where the selected distribution comes from (``store``, ``baseline``, ``environment``) and its digest.
+    origin: str = ""
+    digest: str = ""
     state: str = "not_started"
     target: str = "active"
     health: str = "unknown"
@@ -130,6 +133,8 @@ class Daemon:
         #: What was refused on the bus (RT-BUS-ID-003): forged heartbeats, implausible counters, impersonators.
         self.intrusions = IntrusionLog(lambda detail: self.event("bus_intrusion", severity="warning", detail=detail))
         self._roster_lock = threading.Lock()
+        #: Provenance of installed distributions by (name, version, path): hashing their files once.
+        self._provenance_cache: dict[tuple[str, str, str], Any] = {}
         #: While true, launches do not push the roster (start-up pushes it once, after every launch).
         self._batch_launch = False
 
@@ -190,11 +195,11 @@ class Daemon:
         from hardpoint import all_interfaces
         from hardpoint_runtime._errors import ResolutionError
         from hardpoint_runtime._inspect import inspect_modules
-        from hardpoint_runtime._plugins import find_modules, pick_version, store_paths
+        from hardpoint_runtime._plugins import find_modules, store_paths
         from hardpoint_runtime._resolve import Candidate, InterfaceInfo, resolve
 
         paths = store_paths(self.state_dir / "modules")
-        installed = find_modules(paths)
+        installed, uncertified = self._certified(find_modules(paths))
         wanted = {entry.name for entry in self.config.enabled_modules}
         manifests = inspect_modules(paths, names=wanted)
         candidates = []
@@ -207,7 +212,7 @@ class Daemon:
             m.node, m.local, m.entry = node, node == self.node, entry
             self._apply_policy(m)
             pinned = self.store.pinned_version(entry.name) if self.store is not None else None
-            dist, why = pick_version(entry.name, entry.version, installed, pinned=pinned)
+            dist, why = self._pick(m, entry, installed, uncertified, pinned)
             # Where an error about this entry points: its version when other versions are installed.
             fields[entry.name] = "version" if dist is None and entry.version and installed.get(entry.name) else "name"
             manifest = None
@@ -248,6 +253,65 @@ class Daemon:
             if stored is not None:
                 m.target = stored.target_state
                 m.failed = bool(stored.failed)
+
+    def _pick(
+        self, m: _Module, entry: Any, installed: dict[str, list[Any]], uncertified: dict[str, list[str]], pinned: Any
+    ) -> tuple[Any, str]:
+        """The distribution of ``m`` to run and, when none, why; its provenance is recorded on ``m``."""
+        from hardpoint_runtime._plugins import pick_version
+
+        dist, why = pick_version(entry.name, entry.version, installed, pinned=pinned)
+        if dist is None and uncertified.get(entry.name):
+            why = "; ".join(uncertified[entry.name])  # what is importable, and why it may not run
+        self._note_provenance(m, dist)
+        return dist, why
+
+    def _certified(self, installed: dict[str, list[Any]]) -> tuple[dict[str, list[Any]], dict[str, list[str]]]:
+        """The installed distributions this platform may run, and for each module why others may not (RT-PROV-002).
+
+        Without ``update.require_evidence`` everything importable may run. With it, only what was
+        installed through the evidence gate (the module store) or is pinned by ``[[baseline]]``.
+        """
+        from hardpoint_runtime._provenance import admissible
+
+        update = self.config.update
+        required = update is not None and update.require_evidence
+        kept: dict[str, list[Any]] = {}
+        refused: dict[str, list[str]] = {}
+        for name, dists in installed.items():
+            for dist in dists:
+                why = admissible(name, dist.version, self._provenance_of(dist), require_evidence=required)
+                if why:
+                    refused.setdefault(name, []).append(why)
+                    self.event("module_refused", module=name, severity="warning", detail={"reason": why})
+                else:
+                    kept.setdefault(name, []).append(dist)
+        return kept, refused
+
+    def _provenance_of(self, dist: Any) -> Any:
+        """Origin and digest of an installed distribution, computed once per (name, version, path)."""
+        from hardpoint_runtime._provenance import baseline_map, provenance
+
+        key = (dist.name, dist.version, dist.path)
+        cache = self._provenance_cache
+        if key not in cache:
+            cache[key] = provenance(
+                dist.name, dist.version, dist.path,
+                store=self.state_dir / "modules", baseline=baseline_map(self.config.baseline),
+            )  # fmt: skip
+        return cache[key]
+
+    def _note_provenance(self, m: _Module, dist: Any) -> None:
+        """Record where ``m``'s selected distribution comes from (the platform's software state)."""
+        if dist is None:
+            m.origin, m.digest = "", ""
+            return
+        prov = self._provenance_of(dist)
+        m.origin, m.digest = prov.origin, prov.digest
+
+    def note_provenance(self, m: _Module) -> None:
+        """The updater installed and switched to a new distribution of ``m``."""
+        self._note_provenance(m, m.dist)
 
     def _locate(self, error: str, fields: dict[str, str]) -> str:
         """A resolution error prefixed with the entry it is about: ``platform.toml:31: modules[5].name: ...``.
@@ -583,6 +647,7 @@ class Daemon:
             unmet=tuple(u for u in m.unmet if u.interface),
             heartbeat_age_s=age, local=m.local, intrusions=self._intrusions_of(m),
             participants=self._participants(m) if m.local else (),
+            origin=m.origin, digest=m.digest,
         )  # fmt: skip
 
     def _intrusions_of(self, m: _Module) -> tuple[Any, ...]:

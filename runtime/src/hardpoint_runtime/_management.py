@@ -250,6 +250,8 @@ def module_to_pb(m: ModuleStatus) -> pb.ModuleStatus:
         local=m.local,
         intrusions=[intrusion_to_pb(i) for i in m.intrusions],
         participants=list(m.participants),
+        origin=m.origin,
+        digest=m.digest,
     )
 
 
@@ -274,6 +276,8 @@ def module_from_pb(m: pb.ModuleStatus) -> ModuleStatus:
         local=m.local,
         intrusions=tuple(intrusion_from_pb(i) for i in m.intrusions),
         participants=tuple(m.participants),
+        origin=m.origin,
+        digest=m.digest,
     )
 
 

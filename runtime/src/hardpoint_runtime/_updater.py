@@ -841,6 +841,7 @@ class _Activation:
         m.requires = tuple(self.manifest.get("requires", ()))
         m.state, m.last_beat, m.reason = "active", time.monotonic(), ""
         m.policy.reset()
+        self.daemon.note_provenance(m)
 
     def view(self) -> Any:
         if self.switched:

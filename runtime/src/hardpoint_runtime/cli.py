@@ -204,6 +204,42 @@ def _table(*columns: str) -> Table:
     return table
 
 
+def _software(modules: Sequence[ModuleStatus]) -> list[dict[str, str]]:
+    """The platform's software state (RT-PROV-003): one entry per module, to compare with what was approved."""
+    return [
+        {"module": m.name, "version": m.version, "node": m.node, "origin": m.origin, "digest": m.digest}
+        for m in sorted(modules, key=lambda m: m.name)
+    ]
+
+
+@app.command()
+def baseline(
+    names: Annotated[list[str] | None, typer.Argument(help="Only these modules (default: every one found).")] = None,
+) -> None:
+    """Print [[baseline]] entries (module, version, digest) for the modules installed in this environment.
+
+    Runs without a daemon: what the platform authority reviews and pastes into platform.toml to vouch
+    for the factory image on a platform with update.require_evidence (RT-PROV-001).
+    """
+    import importlib.metadata as md
+
+    from hardpoint_runtime._plugins import find_modules
+    from hardpoint_runtime._provenance import distribution_digest
+
+    found = find_modules()
+    wanted = sorted(names or found)
+    for name in wanted:
+        if name not in found:
+            _fail(f"no module named {name!r} is installed in this environment")
+    for name in wanted:
+        for dist in found[name]:
+            digest, problem = distribution_digest(md.distribution(dist.distribution))
+            if problem:
+                print(f"# {name} {dist.version}: not pinnable: {problem}")
+                continue
+            print(f'[[baseline]]\nname = "{name}"\nversion = "{dist.version}"\ndigest = "{digest}"\n')
+
+
 def _module_json(m: ModuleStatus) -> dict[str, Any]:
     out = asdict(m)
     out["counters"] = dict(m.counters)
@@ -271,7 +307,9 @@ def status(ctx: typer.Context, json_out: JsonOption = False) -> None:
         health = client.health()
         modules = client.list_modules()
     if json_out:
-        _print_json({"health": asdict(health), "modules": [_module_json(m) for m in modules]})
+        _print_json(
+            {"health": asdict(health), "modules": [_module_json(m) for m in modules], "software": _software(modules)}
+        )
         return
     from rich.markup import escape
 

@@ -391,6 +391,8 @@ class ModuleStatus(_message.Message):
     LOCAL_FIELD_NUMBER: _builtins.int
     INTRUSIONS_FIELD_NUMBER: _builtins.int
     PARTICIPANTS_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Module name, unique on the platform."""
     version: _builtins.str
@@ -415,6 +417,13 @@ class ModuleStatus(_message.Message):
     """Seconds since the module's last heartbeat; negative when none was seen."""
     local: _builtins.bool
     """True when the module runs on the node of the daemon that answers."""
+    origin: _builtins.str
+    """Where the module's code comes from: "store" (installed through signed updates), "baseline" (pinned by
+    the configuration's [[baseline]]), "environment" (importable, vouched for by nobody); empty when no
+    version is selected.
+    """
+    digest: _builtins.str
+    """"sha256:<hex>" of the distribution's RECORD file (every installed file with its SHA-256); empty for none."""
     @_builtins.property
     def provides(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Full names of the interfaces the module provides, for example "hardpoint.nav.v1.NavState"."""
@@ -465,10 +474,12 @@ class ModuleStatus(_message.Message):
         local: _builtins.bool = ...,
         intrusions: _abc.Iterable[Global___Intrusion] | None = ...,
         participants: _abc.Iterable[_builtins.str] | None = ...,
+        origin: _builtins.str = ...,
+        digest: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "health", b"health", "heartbeat_age_s", b"heartbeat_age_s", "intrusions", b"intrusions", "local", b"local", "name", b"name", "node", b"node", "participants", b"participants", "pid", b"pid", "provides", b"provides", "reason", b"reason", "requires", b"requires", "restarts", b"restarts", "state", b"state", "supplier", b"supplier", "target_state", b"target_state", "unmet", b"unmet", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "digest", b"digest", "health", b"health", "heartbeat_age_s", b"heartbeat_age_s", "intrusions", b"intrusions", "local", b"local", "name", b"name", "node", b"node", "origin", b"origin", "participants", b"participants", "pid", b"pid", "provides", b"provides", "reason", b"reason", "requires", b"requires", "restarts", b"restarts", "state", b"state", "supplier", b"supplier", "target_state", b"target_state", "unmet", b"unmet", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
