@@ -68,6 +68,8 @@ def _platform() -> list[Any]:
             ),
         ),
         participants=("ef" * 16,),
+        origin="baseline",
+        digest="sha256:" + "ab" * 32,
     )  # fmt: skip
     return [*sample_modules(), extra]
 
@@ -175,6 +177,8 @@ def _expected(m: Any) -> dict[str, Any]:
             for i in m.intrusions
         ],
         "participants": list(m.participants),
+        "origin": m.origin,
+        "digest": m.digest,
     }
 
 
