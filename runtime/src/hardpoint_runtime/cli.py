@@ -177,6 +177,7 @@ _STATE_STYLE = {
     "unconfigured": "yellow",
     "finalized": "dim",
     "not_started": "magenta",
+    "awaiting_install": "cyan",
     "starting": "cyan",
     "restarting": "cyan",
     "failed": "bold red",
