@@ -34,11 +34,11 @@ def scaffold(directory: Path, name: str, *args: str) -> Path:
     return directory
 
 
-def run_generated_tests(project: Path) -> subprocess.CompletedProcess[str]:
+def run_generated_tests(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The generated unit tests, with the project's source on the path (no install needed)."""
     env = {**os.environ, "PYTHONPATH": str(project / "src"), "PYTHONDONTWRITEBYTECODE": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
         cwd=project,
         env=env,
         capture_output=True,
@@ -115,6 +115,46 @@ def test_a_module_providing_every_interface_and_requiring_one_passes_its_tests_l
         env={**os.environ, "MYPYPATH": str(project / "src")},
     )  # fmt: skip
     assert mypy.returncode == 0, mypy.stdout + mypy.stderr
+
+
+def test_an_aperiodic_alert_is_published_on_a_condition_the_module_observes(tmp_path: Path) -> None:
+    """Issue 14, defect 9: the scaffold's Alert is published (raised, then cleared) on what the module sees.
+
+    Generated for ``acme_alert`` (provides Alert, requires FusedTrack), its publisher is called from the
+    FusedTrack callback (a new track raises an alert) and from a timer (a silent one clears it), and the
+    project's own unit test drives that on the in-memory bus. A module providing only an aperiodic
+    interface that it never publishes cannot pass a certified conformance run (CF-JDG-002).
+    """
+    project = scaffold(
+        tmp_path / "p", "acme_alert", "--provides", "hardpoint.alert.v1.Alert",
+        "--requires", "hardpoint.track.v1.FusedTrack",
+    )  # fmt: skip
+    source = (project / "src/acme_alert/__init__.py").read_text()
+    assert "        self.assess_fused_track(msg)\n" in source, "the FusedTrack callback assesses the condition"
+    assert "self._timers.append(ctx.every(1.0, self.clear_ended_alerts))" in source
+    assert source.count("self.publish_alert(") == 2, "raised in assess_fused_track, cleared in clear_ended_alerts"
+    proc = run_generated_tests(project, "-rA")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (
+        "PASSED tests/test_acme_alert.py::test_an_alert_is_raised_for_a_new_fused_track_and_cleared_when_it_ends"
+        in (proc.stdout)
+    ), proc.stdout
+    # The README no longer claims a rate for what has none, and says what happens instead.
+    assert (
+        "hardpoint.alert.v1.Alert`: aperiodic: when an example condition begins and ends"
+        in (project / "README.md").read_text()
+    )
+
+
+def test_zones_and_a_lone_alert_are_published_on_activation(tmp_path: Path) -> None:
+    """Without an input to watch, the event the scaffold publishes on is the module's own activation."""
+    project = scaffold(
+        tmp_path / "p", "acme_zone", "--provides", "hardpoint.alert.v1.Zone", "--provides", "hardpoint.alert.v1.Alert"
+    )
+    proc = run_generated_tests(project, "-rA")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for test in ("test_zone_is_published_on_activation", "test_alert_is_published_on_activation"):
+        assert f"PASSED tests/test_acme_zone.py::{test}_with_valid_content" in proc.stdout, proc.stdout
 
 
 def test_a_pure_consumer_passes_its_tests(tmp_path: Path) -> None:

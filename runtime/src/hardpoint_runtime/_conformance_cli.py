@@ -589,6 +589,29 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")] = False,
 ) -> None:
     """Run the conformance checks on MODULE; exit 0 if every check passed, 1 otherwise."""
+    summary = run_check(module, report=report, certified=certified, sign_key=sign_key, only=only, config=config)
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        sys.stdout.flush()
+    else:
+        _print_summary(summary, module, certified=certified)
+    raise typer.Exit(0 if summary["verdict"] == "pass" else 1)
+
+
+def run_check(
+    module: str,
+    *,
+    report: Path = DEFAULT_REPORT,
+    certified: bool = False,
+    sign_key: Path | None = None,
+    only: list[str] | None = None,
+    config: Path | None = None,
+) -> dict[str, Any]:
+    """Run the checks (progress on stderr), write the report and the evidence; the summary (``verdict`` pass/fail).
+
+    What ``check`` does before it prints; ``hardpoint release ship`` runs it too. A refusal (unknown
+    module, missing wheel, bad key, pytest unable to run) ends the command (exit 1) naming the cause.
+    """
     selected = _select(only, certified=certified)
     if config is not None and not config.is_file():
         _fail(f"no configuration file {config}")
@@ -631,12 +654,7 @@ def check(
         summary["evidence"] = _write_evidence(result, signer, report_dir)
         summary["report"]["evidence"] = summary["evidence"]["file"]
     (report_dir / REPORT_FILE).write_text(_markdown(summary), encoding="utf-8")
-    if as_json:
-        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
-        sys.stdout.flush()
-    else:
-        _print_summary(summary, module, certified=certified)
-    raise typer.Exit(0 if summary["verdict"] == "pass" else 1)
+    return summary
 
 
 @conformance_app.command()

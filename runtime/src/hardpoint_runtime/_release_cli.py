@@ -1,6 +1,9 @@
 """``hardpoint release``: the platform authority's and the suppliers' tooling for the update repository.
 
-A thin command line over :class:`hardpoint_runtime.update.UpdateRepository`.
+A thin command line over :class:`hardpoint_runtime.update.UpdateRepository`;
+``ship`` is the supplier's CI in one step (build the wheel into a fresh folder,
+certified conformance run with signed evidence, publish only what a platform's
+evidence gate would accept; spec/update.md UPD-REL-003).
 Private keys live in key directories *outside* the repository directory (the
 repository is what mirrors serve): by default ``<REPO_DIR>-keys`` beside it;
 ``--keys DIR`` (repeatable) names others, and ``init --root-keys DIR`` puts the
@@ -64,6 +67,11 @@ def _fail(message: str) -> NoReturn:
 def _print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2) + "\n")
     sys.stdout.flush()
+
+
+def _warn(message: str) -> None:
+    sys.stderr.write(f"hardpoint: warning: {message}\n")
+    sys.stderr.flush()
 
 
 def _say(text: str) -> None:
@@ -142,6 +150,41 @@ def _key_ids(repo: UpdateRepository, role: str) -> tuple[list[str], int]:
     return list(delegated.keyids), delegated.threshold
 
 
+def _evidence_of(envelope: Any, wheel_sha256: str) -> dict[str, Any] | None:
+    """What a target's conformance evidence says (None: it carries none), its signatures not judged.
+
+    ``for_this_wheel``: one of its subjects is the target's sha256. ``problem``: it cannot be read as evidence.
+    """
+    if envelope is None:
+        return None
+    from hardpoint_runtime.conformance._evidence import describe_evidence
+    from hardpoint_runtime.update._errors import EvidenceError
+
+    try:
+        described = describe_evidence(envelope)
+    except EvidenceError as e:
+        return {"problem": e.detail}
+    described["for_this_wheel"] = any(sha == wheel_sha256.lower() for _, sha in described["subjects"])
+    return described
+
+
+def _evidence_text(evidence: dict[str, Any] | None) -> str:
+    """One line: what a release carries, as a platform that requires evidence will see it."""
+    if evidence is None:
+        return "evidence: none (a platform with [update] require_evidence = true refuses this release)"
+    if "problem" in evidence:
+        return f"evidence: unreadable ({evidence['problem']})"
+    run = "certified" if evidence["certified"] else "relaxed (not certified)"
+    outcome = (
+        f"{evidence['checks']} checks passed"
+        if evidence["verdict"] == "pass" and not evidence["failing"]
+        else f"{evidence['failing']} of {evidence['checks']} checks did not pass"
+    )
+    keys = ", ".join(evidence["signed_by"]) or "nobody (unsigned)"
+    other = "" if evidence["for_this_wheel"] else "; NOT for this wheel (another sha256)"
+    return f"evidence: {run}, {outcome}, signed by key {keys}{other}"
+
+
 def _describe(repo: UpdateRepository) -> dict[str, Any]:
     roles: dict[str, Any] = {}
     for role in [*_TOP_LEVEL, *repo.suppliers]:
@@ -160,7 +203,13 @@ def _describe(repo: UpdateRepository) -> dict[str, Any]:
         for path, info in sorted(repo.role(name).signed.targets.items()):
             hardpoint = info.custom.get("hardpoint", {}) if isinstance(info.custom, dict) else {}
             targets.append(
-                {"path": path, "version": hardpoint.get("version"), "length": info.length, "hashes": info.hashes}
+                {
+                    "path": path,
+                    "version": hardpoint.get("version"),
+                    "length": info.length,
+                    "hashes": info.hashes,
+                    "evidence": _evidence_of(hardpoint.get("evidence"), info.hashes.get("sha256", "")),
+                }
             )
         suppliers[name] = {"paths": list(delegated.paths or []), "targets": targets}
     return {"repository": str(repo.path), "roles": roles, "suppliers": suppliers}
@@ -327,6 +376,12 @@ def publish(
         "role_version": repo.role(supplier).signed.version,
         "evidence": envelope is not None,
     }
+    if envelope is None:
+        _warn(
+            f"{path} (version {out['version']}) is published without conformance evidence: a platform with "
+            "[update] require_evidence = true refuses it. Certify the wheel (hardpoint conformance check WHEEL "
+            "--certified --sign-key KEY) and publish it with --evidence, or do both with hardpoint release ship."
+        )
     if json_out:
         _print_json(out)
         return
@@ -479,3 +534,210 @@ def show(repo_dir: RepoArg, json_out: JsonOption = False) -> None:
         _say(f"supplier {name} ({', '.join(supplier['paths'])}): {len(supplier['targets'])} targets")
         for target in supplier["targets"]:
             _say(f"  {target['path']}  version {target['version']}  sha256 {target['hashes'].get('sha256', '-')}")
+            _say(f"    {_evidence_text(target['evidence'])}")
+
+
+# --------------------------------------------------------------------------- ship: source to published release
+
+
+#: Where ``ship`` keeps each release (the wheel, its conformance report and evidence), under the project.
+RELEASES_DIR = "release"
+
+
+class _Steps:
+    """The steps of ``ship``, each said when it starts and when it ends, with its time (stdout, or silent)."""
+
+    def __init__(self, total: int, *, quiet: bool) -> None:
+        self.total = total
+        self.quiet = quiet
+        self.done: list[dict[str, Any]] = []
+        self._t0 = 0.0
+
+    def start(self, name: str, what: str) -> None:
+        import time
+
+        self._t0 = time.monotonic()
+        if not self.quiet:
+            _say(f"[{len(self.done) + 1}/{self.total}] {name}: {what}")
+
+    def end(self, name: str, result: str) -> None:
+        import time
+
+        seconds = round(time.monotonic() - self._t0, 1)
+        self.done.append({"step": name, "seconds": seconds, "result": result})
+        if not self.quiet:
+            _say(f"      {result} ({seconds:.1f} s)")
+
+
+def _build_wheel(project: Path, into: Path) -> Path:
+    """``python -m build --wheel --no-isolation`` of ``project`` into the empty folder ``into``: its one wheel."""
+    import subprocess
+
+    command = [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(into), str(project)]
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, check=False, timeout=900)
+    except subprocess.TimeoutExpired:
+        _fail(f"building the wheel of {project} took more than 15 minutes: {' '.join(command)}")
+    if proc.returncode != 0:
+        output = (proc.stdout + proc.stderr).strip()
+        hint = (
+            " (the 'build' package is not installed: python -m pip install build)"
+            if "No module named build" in output
+            else ""
+        )
+        tail = "\n".join(output.splitlines()[-15:])
+        _fail(f"building the wheel of {project} failed{hint}: {' '.join(command)} exited {proc.returncode}:\n{tail}")
+    wheels = sorted(into.glob("*.whl"))
+    if len(wheels) != 1:
+        _fail(f"building {project} made {len(wheels)} wheels in {into}, expected one: {[w.name for w in wheels]}")
+    return wheels[0]
+
+
+@release_app.command()
+def ship(  # noqa: PLR0915 - one straight sequence of steps, each said as it runs
+    project: Annotated[Path, typer.Argument(help="The module project: the folder with its pyproject.toml.")],
+    *,
+    repo_dir: Annotated[Path, typer.Option("--repo", help="The update repository to publish to.")],
+    sign_key: Annotated[
+        Path,
+        typer.Option("--sign-key", help="Private key (PEM) that signs the conformance evidence (conformance keygen)."),
+    ],
+    keys: KeysOption = None,
+    supplier: Annotated[
+        str | None, typer.Option("--supplier", help="The supplier role that signs. Default: the manifest's supplier.")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help=f"Folder for the wheel, the conformance report and the evidence. Default: "
+            f"PROJECT/{RELEASES_DIR}/<module>-<version>.",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="TOML for the conformance run: [config] and [adapters.<name>] (as check)."),
+    ] = None,
+    expires_in: ExpiresOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Build, certify and publish a module project in one step: the supplier's CI.
+
+    Builds the wheel into a fresh folder (no earlier wheel is ever picked up), runs the conformance
+    suite on it in certified mode and signs the evidence with --sign-key, verifies that evidence as a
+    platform will (signed by that key, certified, every check passed, for exactly this wheel), and only
+    then publishes the wheel with its evidence under the supplier's role. A failing or uncertified run,
+    a version already published, or missing signing keys publish nothing (exit 1, naming why). Prints
+    each step with its time; the release folder keeps the wheel, report.md and evidence.dsse.json.
+    """
+    import shutil
+    import tempfile
+    import time
+
+    from hardpoint_runtime.conformance._evidence import load_signer, verify_evidence, wheel_subject
+    from hardpoint_runtime.update import UpdateError, read_module_wheel
+    from hardpoint_runtime.update._errors import EvidenceError
+    from hardpoint_runtime.update._repository import target_path_for
+
+    started = time.monotonic()
+    project = project.resolve()
+    if not (project / "pyproject.toml").is_file():
+        _fail(f"{project} is not a module project: it has no pyproject.toml")
+    if config is not None and not config.is_file():
+        _fail(f"no configuration file {config}")
+    try:
+        signer = load_signer(sign_key)  # a bad key fails before anything runs
+    except EvidenceError as e:
+        _fail(str(e))
+    with _errors():
+        repo = _open(repo_dir, _key_dirs(repo_dir, keys))
+    steps = _Steps(3, quiet=json_out)
+
+    # 1. build, into a fresh folder
+    steps.start("build", f"python -m build --wheel of {project}")
+    with tempfile.TemporaryDirectory(prefix="hardpoint-ship-") as tmp:
+        built = _build_wheel(project, Path(tmp))
+        with _errors():
+            module = read_module_wheel(built)
+        role = supplier or str(module.manifest.get("supplier") or "")
+        name, version = module.entry_point, module.version
+        release = (out or project / RELEASES_DIR / f"{name}-{version}").resolve()
+        release.mkdir(parents=True, exist_ok=True)
+        for stale in release.glob("*.whl"):
+            stale.unlink()
+        wheel = release / built.name
+        shutil.copyfile(built, wheel)
+    steps.end("build", f"{wheel.name} in {release}")
+
+    # Before the long run: the role, its keys, the expiry options, and that this version is new.
+    durations = _expiry_options(expires_in, [role, "snapshot", "timestamp"])
+    with _errors():
+        if role not in repo.suppliers:
+            _fail(
+                f"{wheel.name}: its manifest names supplier {role!r}, which has no role in {repo_dir} "
+                f"(suppliers: {', '.join(repo.suppliers) or 'none'}; the authority adds one with release add-supplier)"
+            )
+        repo.check_keys([role])
+        target = target_path_for(role, name, wheel.name)
+        if target in repo.role(role).signed.targets:
+            _fail(
+                f"{name} {version} is already published in {repo_dir} ({target}): a release is never replaced; "
+                "raise the version in pyproject.toml and hardpoint-manifest.json"
+            )
+
+    # 2. certify: the conformance suite in certified mode, signed, then verified as a platform will
+    from hardpoint_runtime._conformance_cli import EVIDENCE_FILE, _print_summary, run_check
+
+    steps.start("certify", "hardpoint conformance check --certified (progress on stderr)")
+    summary = run_check(str(wheel), report=release, certified=True, sign_key=sign_key, config=config)
+    if summary["verdict"] != "pass":
+        if not json_out:
+            _print_summary(summary, str(wheel), certified=True)
+        failing = [c["check"] for c in summary["checks"] if c["outcome"] != "passed"]
+        _fail(
+            f"{name} {version} is not published: the certified conformance run failed "
+            f"({len(failing)} of {len(summary['checks'])} checks: {', '.join(failing) or 'no check ran'}); "
+            f"report: {release / 'report.md'}"
+        )
+    evidence_file = release / EVIDENCE_FILE
+    envelope = _read_evidence(evidence_file)
+    try:
+        verified = verify_evidence(
+            envelope, wheel_sha256=wheel_subject(wheel).sha256, trusted_keys=[signer.public_key], threshold=1
+        )
+    except EvidenceError as e:
+        _fail(f"{name} {version} is not published: its evidence would be refused: {e}")
+    steps.end(
+        "certify",
+        f"PASS (certified), {len(verified.checks)} checks; evidence signed by key {', '.join(verified.signed_by)}",
+    )
+
+    # 3. publish, with the evidence
+    steps.start("publish", f"under role {role} in {repo_dir}, with its evidence")
+    try:
+        path = repo.publish(role, wheel, evidence=envelope, expires=_deadlines(durations) or None)
+    except UpdateError as e:
+        _fail(str(e))
+    info = repo.role(role).signed.targets[path]
+    steps.end("publish", f"{path} (role {role} v{repo.role(role).signed.version})")
+
+    total = round(time.monotonic() - started, 1)
+    result = {
+        "module": name,
+        "version": version,
+        "supplier": role,
+        "wheel": str(wheel),
+        "sha256": info.hashes.get("sha256"),
+        "release_dir": str(release),
+        "report": str(release / "report.md"),
+        "evidence": {"file": str(evidence_file), "signed_by": list(verified.signed_by), "checks": len(verified.checks)},
+        "target": path,
+        "repository": str(repo_dir),
+        "steps": steps.done,
+        "seconds": total,
+    }
+    if json_out:
+        _print_json(result)
+        return
+    _say(f"shipped {name} {version} in {total:.1f} s: certified, signed and published with its evidence")
+    _say(f"  release folder {release} (wheel, report.md, evidence.dsse.json)")

@@ -379,6 +379,169 @@ _NAV_BUILD: Final = '''\
 '''
 
 
+_ALERT: Final = "hardpoint.alert.v1.Alert"
+#: Aperiodic interfaces the generated module publishes when it activates: its state, announced (a Zone it watches).
+_ON_ACTIVATION: Final = frozenset({"hardpoint.alert.v1.Zone"})
+#: How often the generated alert module looks for conditions that ended (s).
+_ALERT_SWEEP_S: Final = 1.0
+
+
+def _watched(required: Sequence[_Iface]) -> _Iface | None:
+    """The required interface whose samples the example alert condition watches: the first one with a string key."""
+    for i in required:
+        fields = _descriptor(i.spec).fields_by_name
+        if i.spec.key and all(fields[k].type == fields[k].TYPE_STRING for k in i.spec.key):
+            return i
+    return None
+
+
+def _alert_category(watched: _Iface | None) -> str:
+    if watched is None:
+        return "alert_pb2.ALERT_CATEGORY_SYSTEM"
+    package = watched.spec.name.rsplit(".", 1)[0]
+    if package == "hardpoint.track.v1":
+        return "alert_pb2.ALERT_CATEGORY_THREAT"
+    if package == "hardpoint.nav.v1":
+        return "alert_pb2.ALERT_CATEGORY_NAVIGATION"
+    return "alert_pb2.ALERT_CATEGORY_SYSTEM"
+
+
+def _alert_config(watched: _Iface | None) -> list[str]:
+    if watched is None:
+        return []
+    name = watched.spec.name.rsplit(".", 1)[-1]
+    return [
+        f"#: A {name} key not heard of for this long has ended: its alert is cleared (s).",
+        "clear_after_s: float = Field(default=5.0, gt=0)",
+    ]
+
+
+def _alert_init(watched: _Iface | None) -> list[str]:
+    lines = ["#: Alerts raised so far (numbers the alert ids).", "self._alerts_raised = 0"]
+    if watched is None:
+        return [
+            *lines,
+            "#: The alert raised at activation, until it is cleared.",
+            "self._alert: alert_pb2.Alert | None = None",
+        ]
+    name = watched.spec.name.rsplit(".", 1)[-1]
+    return [
+        *lines,
+        f"#: Alerts raised and not cleared yet, by the key of the {name} they are about.",
+        "self._alerts: dict[str, alert_pb2.Alert] = {}",
+        "#: When each of those keys was last heard of (bus clock, ns).",
+        "self._heard_ns: dict[str, int] = {}",
+        "#: Conditions are assessed only while active (nothing is published before on_activate).",
+        "self._active = False",
+    ]
+
+
+def _alert_activate(watched: _Iface | None) -> list[str]:
+    if watched is None:
+        return ["self.raise_alert()"]
+    return ["self._active = True", f"self._timers.append(ctx.every({_ALERT_SWEEP_S!r}, self.clear_ended_alerts))"]
+
+
+def _alert_deactivate(watched: _Iface | None) -> list[str]:
+    return ["self.clear_alert()"] if watched is None else ["self._active = False"]
+
+
+def _alert_methods(watched: _Iface | None) -> list[str]:
+    """The Alert of the scaffold, published on an example condition it can observe (never only "on demand").
+
+    With a required interface it watches that interface's keys: a key not seen before raises an Alert, one not
+    heard of for ``clear_after_s`` clears it. Without one, the condition is the module's own activation.
+    """
+    publish = '''\
+    def publish_alert(self, msg: alert_pb2.Alert) -> None:
+        """Publish one hardpoint.alert.v1.Alert (aperiodic: when its condition begins, changes or ends)."""
+        self.alert_pub.publish(msg)
+        self.published_alert += 1
+'''
+    if watched is None:
+        return [
+            publish,
+            '''\
+    def raise_alert(self) -> None:
+        """The example condition, as generated: the module is active. Replace it with yours (a fault, a threat)."""
+        self._alerts_raised += 1
+        self._alert = alert_pb2.Alert(
+            alert_id=f"{self.ctx.name}/{self._alerts_raised}",
+            state=alert_pb2.ALERT_STATE_RAISED,
+            severity=alert_pb2.ALERT_SEVERITY_ADVISORY,
+            category=alert_pb2.ALERT_CATEGORY_SYSTEM,
+            text=f"{self.ctx.name} is active",
+            raised_time_ns=self.ctx.now_ns(),
+        )
+        self.publish_alert(self._alert)
+
+    def clear_alert(self) -> None:
+        """The condition ended: the alert is published a last time, CLEARED (IF-ALERT-ALERT-SEM)."""
+        if self._alert is None:
+            return
+        self._alert.state = alert_pb2.ALERT_STATE_CLEARED
+        self._alert.cleared_time_ns = self.ctx.now_ns()
+        self.publish_alert(self._alert)
+        self._alert = None
+''',
+        ]
+    name = watched.spec.name.rsplit(".", 1)[-1]
+    if len(watched.spec.key) == 1:
+        key_expr = f"msg.{watched.spec.key[0]}"
+    else:
+        key_expr = 'f"' + "/".join(f"{{msg.{k}}}" for k in watched.spec.key) + '"'
+    about: list[str] = []
+    if watched.spec.name == "hardpoint.track.v1.FusedTrack":
+        about.append("msg.track_id = about.track_id")
+    about_text = "".join(f"\n        {line}" for line in [*about, "return msg"]) if about else ""
+    made = "msg = " if about else "return "
+    return [
+        publish,
+        f'''\
+    def assess_{watched.snake}(self, msg: {watched.type_ref}) -> None:
+        """The example alert condition, on every {name} received: a key not seen before raises an Alert.
+
+        Replace it with your own condition (a threat assessment, a zone, a fault). The contract says how
+        (IF-ALERT-ALERT-SEM): RAISED when the condition begins, the same alert_id again when it changes,
+        CLEARED once when it ends, every sample the complete current view of the alert.
+        """
+        if not self._active:
+            return  # nothing is published while inactive: the condition is assessed from activation on
+        key = {key_expr}
+        self._heard_ns[key] = self.ctx.now_ns()
+        if key not in self._alerts:
+            self._alerts[key] = self.build_alert(msg, key)
+            self.publish_alert(self._alerts[key])
+
+    def clear_ended_alerts(self) -> None:
+        """Clear the alert of every {name} not heard of for ``clear_after_s``: its condition ended."""
+        now = self.ctx.now_ns()
+        for key, heard_ns in list(self._heard_ns.items()):
+            if now - heard_ns > self.cfg.clear_after_s * 1e9:
+                del self._heard_ns[key]
+                alert = self._alerts.pop(key)
+                alert.state = alert_pb2.ALERT_STATE_CLEARED
+                alert.cleared_time_ns = now
+                self.publish_alert(alert)
+
+    def build_alert(self, about: {watched.type_ref}, key: str) -> alert_pb2.Alert:
+        """The RAISED Alert about a new {name} (``key``: its key).
+
+        Keep every field within the contract (``spec/interfaces.md``, IF-ALERT-ALERT-FIELD-*).
+        """
+        self._alerts_raised += 1
+        {made}alert_pb2.Alert(
+            alert_id=f"{{self.ctx.name}}/{{self._alerts_raised}}",
+            state=alert_pb2.ALERT_STATE_RAISED,
+            severity=alert_pb2.ALERT_SEVERITY_ADVISORY,
+            category={_alert_category(watched)},
+            text=f"new {name} {{key}}",
+            raised_time_ns=self.ctx.now_ns(),
+        ){about_text}
+''',
+    ]
+
+
 def _descriptor(spec: InterfaceSpec) -> Descriptor:
     # types-protobuf types DESCRIPTOR as a union with the upb class; they behave alike.
     return cast("Descriptor", spec.message_type.DESCRIPTOR)
@@ -412,7 +575,11 @@ def _template(name: str) -> Template:
 def _rate_text(spec: InterfaceSpec) -> str:
     if spec.nominal_rate_hz > 0:
         return f"at its contract rate, {spec.nominal_rate_hz:g} Hz"
-    return "on demand: aperiodic"
+    if spec.name == _ALERT:
+        return "aperiodic: when an example condition begins and ends"
+    if spec.name in _ON_ACTIVATION:
+        return "aperiodic: once on activation"
+    return "on demand: aperiodic, call publish_*() from your handler"
 
 
 def _key_config(generic: list[_Iface], config: list[str]) -> list[str]:
@@ -424,6 +591,42 @@ def _key_config(generic: list[_Iface], config: list[str]) -> list[str]:
             if fd.type == fd.TYPE_STRING and not any(c.startswith(f"{key}:") for c in (*config, *out)):
                 out.append(_config_field(key))
     return out
+
+
+def _aperiodic_hooks(
+    provided: list[_Iface], alert: _Iface | None, watched: _Iface | None
+) -> tuple[list[str], list[str]]:
+    """Lines for ``on_activate`` and ``on_deactivate``: aperiodic interfaces are published on an event the module
+    observes (its activation, a condition of its input), never only "on demand" (issue 14, defect 9)."""
+    activate = [
+        f"self.publish_{i.snake}()  # {i.spec.name}: announced on activation"
+        for i in provided
+        if i.spec.name in _ON_ACTIVATION
+    ]
+    deactivate: list[str] = []
+    if alert is not None:
+        activate += _alert_activate(watched)
+        deactivate += _alert_deactivate(watched)
+    return activate, deactivate
+
+
+def _provided_methods(provided: list[_Iface], watched: _Iface | None) -> list[str]:
+    methods: list[str] = []
+    for i in provided:
+        if i.spec.name == _NAV_STATE:
+            methods += [_NAV_PUBLISH, _NAV_BUILD]
+            continue
+        if i.spec.name == _ALERT:
+            methods += _alert_methods(watched)
+            continue
+        methods.append(
+            f"    def publish_{i.snake}(self) -> None:\n"
+            f'        """Publish one {i.spec.name} ({_rate_text(i.spec)})."""\n'
+            f"        self.{i.snake}_pub.publish(self.build_{i.snake}())\n"
+            f"        self.published_{i.snake} += 1\n"
+        )
+        methods.append(_generic_build(i))
+    return methods
 
 
 def _module_source(plan: ModulePlan, provided: list[_Iface], required: list[_Iface]) -> str:
@@ -438,8 +641,12 @@ def _module_source(plan: ModulePlan, provided: list[_Iface], required: list[_Ifa
         imports.add("from hardpoint.adapters import GnssReceiver")
         constants.update(_NAV_CONSTANTS)
         config += _NAV_CONFIG
-    generic = [i for i in provided if i.spec.name != _NAV_STATE]
+    alert = next((i for i in provided if i.spec.name == _ALERT), None)
+    watched = _watched(required) if alert is not None else None
+    generic = [i for i in provided if i.spec.name not in (_NAV_STATE, _ALERT)]
     imports |= {_pb2_import_of(f) for i in generic for f in _enum_files(_descriptor(i.spec))}
+    if alert is not None:
+        config += _alert_config(watched)
     config += _key_config(generic, config)
     if not config:
         config.append("#: Add your options here; unknown keys in the platform file are refused.")
@@ -447,6 +654,8 @@ def _module_source(plan: ModulePlan, provided: list[_Iface], required: list[_Ifa
     init = [f"#: {i.spec.name} samples published.\nself.published_{i.snake} = 0" for i in provided]
     if nav:
         init += ["\n".join(_NAV_INIT)]
+    if alert is not None:
+        init += ["\n".join(_alert_init(watched))]
     init += [
         f"#: The last {i.spec.name} received, and how many.\n"
         f"self.last_{i.snake}: {i.type_ref} | None = None\nself.received_{i.snake} = 0"
@@ -469,24 +678,16 @@ def _module_source(plan: ModulePlan, provided: list[_Iface], required: list[_Ifa
         f"self._timers.append(ctx.every(period_s, self.publish_{i.snake}))"
         for i in periodic
     ]
-    methods: list[str] = []
-    for i in provided:
-        if i.spec.name == _NAV_STATE:
-            methods += [_NAV_PUBLISH, _NAV_BUILD]
-            continue
-        methods.append(
-            f"    def publish_{i.snake}(self) -> None:\n"
-            f'        """Publish one {i.spec.name} ({_rate_text(i.spec)})."""\n'
-            f"        self.{i.snake}_pub.publish(self.build_{i.snake}())\n"
-            f"        self.published_{i.snake} += 1\n"
-        )
-        methods.append(_generic_build(i))
+    activate, deactivate = _aperiodic_hooks(provided, alert, watched)
+    timers += activate
+    methods = _provided_methods(provided, watched)
     for i in required:
         methods.append(
             f"    def on_{i.snake}(self, msg: {i.type_ref}) -> None:\n"
             f'        """A {i.spec.name} arrived (on the dispatch thread, one callback at a time: no locks)."""\n'
             f"        self.last_{i.snake} = msg\n"
             f"        self.received_{i.snake} += 1\n"
+            + (f"        self.assess_{i.snake}(msg)\n" if i is watched else "")
         )
     doc_provides = [
         f"* publishes ``{i.spec.name}`` {_rate_text(i.spec)}"
@@ -525,6 +726,7 @@ def _module_source(plan: ModulePlan, provided: list[_Iface], required: list[_Ifa
         subscribed="        self._subscribed = False\n" if required else "",
         publishers="\n".join(part for part in (_indent(publishers, 8), subscribe) if part),
         timers="".join(f"\n{line}" for line in _indent("\n".join(timers).splitlines(), 8).splitlines()),
+        deactivate="".join(f"\n{line}" for line in _indent(deactivate, 8).splitlines()),
         methods="\n".join(methods).rstrip("\n"),
     )
 
@@ -537,8 +739,12 @@ def _probe_sample(i: _Iface) -> str:
 
 
 def _test_source(plan: ModulePlan, provided: list[_Iface], required: list[_Iface]) -> str:
-    # The pb2 modules the tests name: rate tests and receive tests (build tests take the type from the module).
-    used = [i for i in provided if i.spec.nominal_rate_hz > 0] + required
+    # The pb2 modules the tests name: rate, on-activation, alert and receive tests (build tests take the type
+    # from the module).
+    alert = next((i for i in provided if i.spec.name == _ALERT), None)
+    watched = _watched(required) if alert is not None else None
+    on_activation = [i for i in provided if i.spec.name in _ON_ACTIVATION or (i is alert and watched is None)]
+    used = [i for i in provided if i.spec.nominal_rate_hz > 0 or i is alert or i in on_activation] + required
     third_party = sorted(
         [
             *{i.pb2_import for i in used},
@@ -560,6 +766,18 @@ def _test_source(plan: ModulePlan, provided: list[_Iface], required: list[_Iface
             tests.append(
                 _template("test_rate.py").substitute(
                     snake=i.snake, type_ref=i.type_ref, iface=i.spec.name, name=plan.name
+                )
+            )
+        elif i in on_activation:
+            tests.append(
+                _template("test_on_activation.py").substitute(
+                    snake=i.snake, type_ref=i.type_ref, iface=i.spec.name, cls=plan.class_name
+                )
+            )
+        elif i is alert and watched is not None:
+            tests.append(
+                _template("test_alert_watch.py").substitute(
+                    watched_snake=watched.snake, watched_iface=watched.spec.name, sample=_probe_sample(watched)
                 )
             )
         else:

@@ -891,7 +891,8 @@ class _Activation:
                     )
                 self._adopt(self.new)
                 self._switched_at(time.monotonic())
-            gap = self._first_sample(probe, timeout_s=5.0)
+            # Nothing periodic watched (an Alert-only module): no first sample to wait for.
+            gap = self._first_sample(probe, timeout_s=5.0) if probe.last else None
             return -1.0 if gap is None else max(0.0, gap - last_old) * 1000
         finally:
             probe.close()

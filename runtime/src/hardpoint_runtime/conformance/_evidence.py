@@ -73,6 +73,7 @@ __all__ = [
     "Subject",
     "check_evidence",
     "check_interface_set",
+    "describe_evidence",
     "envelope_subjects",
     "evidence_from_custom",
     "evidence_result",
@@ -314,6 +315,32 @@ def envelope_subjects(envelope_json: str | bytes | Mapping[str, Any]) -> list[tu
     """
     ctx = _Context()
     return statement_subjects(_statement_of(_envelope(envelope_json, ctx), ctx))
+
+
+def describe_evidence(envelope_json: str | bytes | Mapping[str, Any]) -> dict[str, Any]:
+    """What an envelope of conformance evidence says, **without** judging its signatures (for ``release show``).
+
+    ``module``, ``certified``, ``verdict``, ``checks`` (how many), ``failing`` (how many did not pass),
+    ``signed_by`` (the key ids of its signatures, none verified here: trust is the platform's call, made
+    with its ``conformance_keys``), ``subjects`` (``[name, sha256]``) and ``interface_set`` (its sha256).
+
+    :raises EvidenceMalformedError: not a DSSE envelope of hardpoint conformance evidence.
+    """
+    ctx = _Context()
+    envelope = _envelope(envelope_json, ctx)
+    statement = _statement_of(envelope, ctx)
+    predicate = statement["predicate"]
+    interfaces = predicate.get("interface_set")
+    return {
+        "module": str(predicate.get("module") or ""),
+        "certified": predicate.get("certified") is True,
+        "verdict": str(predicate.get("verdict") or ""),
+        "checks": len(predicate["checks"]),
+        "failing": len(_failing(predicate["checks"])),
+        "signed_by": sorted(envelope.signatures),
+        "subjects": [list(subject) for subject in statement_subjects(statement)],
+        "interface_set": interfaces.get("descriptor_set_sha256") if isinstance(interfaces, Mapping) else None,
+    }
 
 
 def statement_subjects(statement: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -241,6 +241,23 @@ class UpdateRepository:
             return expires[role]
         return _now() + self.expiry.for_role(role)
 
+    def check_keys(self, roles: Iterable[str]) -> None:
+        """Refuse unless enough private keys are at hand to commit ``roles`` (with a new snapshot and timestamp).
+
+        What :meth:`commit` checks before it writes; a caller about to do long work first (a conformance
+        run before a publish) asks early.
+
+        :raises ReleaseError: a role is unknown or lacks keys (naming the role and where keys were looked for).
+        """
+        for role in [*roles, Snapshot.type, Timestamp.type]:
+            keys, threshold = self._keys_of(role)
+            available = sum(1 for k in keys if self._signer(k) is not None)
+            if available < threshold:
+                raise ReleaseError(
+                    f"found {available} of the {threshold} private keys needed in {[str(d) for d in self.key_dirs]}",
+                    role=role,
+                )
+
     def commit(self, roles: Iterable[str] = (), *, expires: dict[str, datetime] | None = None) -> None:
         """Sign new versions of ``roles`` (targets or supplier roles), then a new snapshot and timestamp.
 
@@ -253,15 +270,7 @@ class UpdateRepository:
         for role in changed:
             if role in (Root.type, Snapshot.type, Timestamp.type):
                 raise ReleaseError(f"{role} is not a targets role: use rotate_keys or commit()", role=role)
-        # check every key first so a missing key writes nothing
-        for role in [*changed, Snapshot.type, Timestamp.type]:
-            keys, threshold = self._keys_of(role)
-            available = sum(1 for k in keys if self._signer(k) is not None)
-            if available < threshold:
-                raise ReleaseError(
-                    f"found {available} of the {threshold} private keys needed in {[str(d) for d in self.key_dirs]}",
-                    role=role,
-                )
+        self.check_keys(changed)  # every key first, so a missing key writes nothing
         snapshot_md = self._md[Snapshot.type]
         for role in changed:
             md = self._md[role]
