@@ -275,7 +275,9 @@ def collect_stamps(host: HostedModule, provided: Mapping[str, InterfaceSpec], ti
     periodic = {n for n, s in provided.items() if s.nominal_rate_hz > 0}
     try:
         deadline = time.monotonic() + timeout_s
-        while not periodic <= set(stamps.snapshot()) and time.monotonic() < deadline:
+        # Every periodic interface, and at least one sample of anything: a module that provides only
+        # aperiodic interfaces (an alerter waiting for tracks) is judged on its first output, not on none.
+        while (not periodic <= set(stamps.snapshot()) or not stamps.snapshot()) and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.3)  # a little more, for samples of the aperiodic interfaces already on their way
     finally:
