@@ -662,6 +662,11 @@ def interface_requirements(model: Model, m: Message) -> list[str]:
                 f"; the measured rate stays within ±{num(round(c.rate_tolerance * 100, 6))} % of it "
                 f"({num(round(lo, 6))} Hz to {num(round(hi, 6))} Hz)"
             )
+        text += (
+            ". A provider slower than that by design states the rate at which it publishes each key in its "
+            "manifest (`rates`; at most the nominal rate, at least one sample per deadline) and is held to "
+            "that rate instead (CF-BUS-007)"
+        )
         out.append(requirement(f"{rid}-RATE", text + "."))
     else:
         out.append(

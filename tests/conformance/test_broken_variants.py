@@ -14,9 +14,10 @@ Two forms. CI runs the bounded one: each variant with ``--only`` the check modul
 full form (``-m slow``) runs every check module on every variant and pins every consequence,
 whichever module it shows in.
 
-To add a variant: add its entry point to ``tests/fixtures/broken_variants/pyproject.toml`` and one
-``Variant(...)`` row to ``VARIANTS``. (``broken_resend``, whose fault depends on its configured delay, has
-its own test: ``test_duplicate_results.py``.)
+To add a variant: add its entry point to ``tests/fixtures/broken_variants/pyproject.toml``, one
+``Variant(...)`` row to ``VARIANTS`` and one row to the table of ``spec/conformance.md`` (CF-VAR), which lists
+every variant of both fixture distributions and the faults the suite cannot catch (its known gaps).
+(``broken_resend``, whose fault depends on its configured delay, has its own test: ``test_duplicate_results.py``.)
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ from wheelkit import variant_wheel
 pytestmark = pytest.mark.integration
 
 NAV = "hardpoint.nav.v1.NavState"
+TRACK = "hardpoint.track.v1.SensorTrack"
+FUSED = "hardpoint.track.v1.FusedTrack"
+CF_LC_006 = "test_transitions_answered_in_time_with_heartbeats"
 #: One ``hardpoint conformance check`` run may take this long on a loaded 2-core machine.
 RUN_TIMEOUT_S = 600
 #: Variants checked at the same time (each is mostly waiting for bus observation windows).
@@ -58,6 +62,18 @@ class Variant:
 
 
 VARIANTS = [
+    # on_activate blocks 20 s. No lifecycle check waits for it (CF-LC-006): each that activates fails in seconds.
+    Variant(
+        "broken_slow_hook",
+        {CF_LC_006: "CF-LC-006"},
+        only=("checks_lifecycle",),
+        consequences={
+            "test_every_valid_transition_reaches_its_state": "CF-LC-006",
+            "test_every_invalid_transition_is_refused_with_the_state_unchanged": "CF-LC-006",
+            "test_restart_reaches_active_again": "CF-LC-006",
+            "test_publishes_only_while_active": "CF-LC-006",
+        },
+    ),
     Variant(
         "broken_qos",
         {f"test_qos[{NAV}]": "IF-NAV-STATE-QOS"},
@@ -119,6 +135,56 @@ VARIANTS = [
             "test_cancellation_honoured": "CF-TASK-003",
             "test_request_cancel_sequences": "CF-TASK-004",
         },
+    ),
+    # Issue 12, part B2: faults no check saw before, and more a careless or hostile supplier could ship.
+    # 7 NavState samples at once every 700 ms: 10 Hz on average, gaps of 700 ms (deadline 500 ms; 750 ms passed).
+    Variant("broken_bursty", {f"test_rate[{NAV}]": "IF-NAV-STATE-DEADLINE"}),
+    # Publishes for 4.5 s after activation, then nothing, heartbeat ACTIVE and ok: the rate it kept was right.
+    Variant("broken_goes_silent", {f"test_rate[{NAV}]": "IF-NAV-STATE-LIVE"}),
+    # A new platform_id (key) on every sample: unbounded instances, no key kept up; no sensor finds its platform.
+    Variant(
+        "broken_key_churn",
+        {f"test_rate[{NAV}]": "IF-NAV-STATE-LIVE"},
+        consequences={"test_interop_as_provider": "CF-IOP-002"},
+    ),
+    # One NavState in 40 with a NaN heading accuracy.
+    Variant("broken_nan_rare", {f"test_field_constraints[{NAV}]": "IF-NAV-STATE-FIELD-ACCURACY.HEADING_STD_RAD"}),
+    # Its NavState writer is EVENT (volatile) for 2 s after activation, then STATE again: gone before the check.
+    Variant("broken_qos_switch", {f"test_qos[{NAV}]": "IF-NAV-STATE-QOS"}),
+    # A schema id of zeros on every NavState, the payload right.
+    Variant(
+        "broken_schema_id",
+        {f"test_header[{NAV}]": "IF-ENV-SCHEMA", "test_sample_schema_ids_match_platform": "CF-SCHEMA-003"},
+        only=("checks_contract", "checks_schema"),
+        # Every platform reader drops its samples (IF-ENV-RX-SCHEMA): the sensors get no navigation.
+        consequences={"test_interop_as_provider": "CF-IOP-002"},
+    ),
+    # Also writes NavState on hp-staged/, where a nav update on probation is judged.
+    Variant("broken_staged_write", {"test_no_undeclared_publication": "CF-BUS-004"}),
+    # Reads FusedTrack, which it neither requires nor uses.
+    Variant("broken_eavesdrop", {"test_no_undeclared_subscription": "CF-BUS-008"}),
+    # A second participant of its worker, made 2 s after activation with plain Cyclone DDS, writes Alerts.
+    Variant("broken_late_participant", {"test_no_undeclared_publication": "CF-BUS-004"}),
+    # A child process it starts 2 s after activation joins the bus and writes Alerts.
+    Variant("broken_child_participant", {"test_no_undeclared_publication": "CF-BUS-004"}),
+    # A radar whose SensorTracks claim to be from nav, its feeder: judged as its own samples all the same.
+    Variant(
+        "broken_impersonate",
+        {f"test_header[{TRACK}]": "IF-ENV-SOURCE"},
+        # The matrix knows a provider's output by its source: no cell of its row or column has its tracks (and
+        # on a platform, every reader refuses them once nav is bound, SDK-BUS-ID-002).
+        consequences={"test_interop_as_consumer": "CF-IOP-001", "test_interop_as_provider": "CF-IOP-002"},
+    ),
+    # The reference radar (2 Hz per track) without its declared rate: below the nominal 10 Hz - 50 %.
+    Variant("broken_slow_radar", {f"test_rate[{TRACK}]": "IF-TRACK-SENSOR-RATE"}),
+    # Fusion publishing every fused track 10 times: 20 Hz per track on a reliable state topic (at most 2.4 Hz).
+    Variant("broken_flood", {f"test_rate[{FUSED}]": "IF-TRACK-FUSED-RATE"}),
+    # Turns its heartbeat off once configured: no heartbeat while ACTIVE, none after a restart.
+    Variant(
+        "broken_no_heartbeat",
+        {CF_LC_006: "CF-LC-006"},
+        only=("checks_lifecycle",),
+        consequences={"test_restart_reaches_active_again": "CF-LC-004"},
     ),
 ]
 

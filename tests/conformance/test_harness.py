@@ -59,6 +59,49 @@ def test_radar_is_hosted_fed_by_the_reference_nav_and_seen_by_the_probe() -> Non
     assert not host.alive()
 
 
+def test_every_participant_the_module_makes_is_its_own_and_the_suites_are_not() -> None:
+    """CF-HOST-004: a participant the worker makes after start-up is the module's; one of this process is not."""
+    from cyclonedds.domain import DomainParticipant
+
+    with HostedModule("broken_late_participant") as host:  # a second participant 2 s after activation
+        host.activate()
+        first = host.participant
+        assert first is not None
+        assert wait_until(lambda: len(host.module_participants()) == 2, timeout_s=15.0), host.log_tail()
+        assert first in host.module_participants()
+        assert "hp/alert/v1/alert" in {w.topic_name for w in host.publications()}
+        late = next(iter(host.module_participants() - {first}))
+        assert f"participant {late} of process {host.pid} (python, the module's worker)" in host.participant_details(
+            late
+        )
+        # A participant this process makes on the run's domain (as the schema check does) is the suite's.
+        own = DomainParticipant(host.domain_id)
+        try:
+            assert wait_until(lambda: own.guid in host.suite_participants(), timeout_s=15.0)
+            assert own.guid not in host.module_participants()
+        finally:
+            own.__del__()
+
+
+def test_samples_are_the_module_s_by_their_writer_not_by_the_source_they_claim() -> None:
+    """A radar whose samples claim to be from nav, its feeder: they are still the module's (CF-HOST-004)."""
+    from hardpoint_runtime.conformance.checks_contract import module_frames
+
+    with HostedModule("broken_impersonate") as host:
+        assert host.feeders == ["nav"]
+        host.activate()
+        assert host.tap is not None
+        tap = host.tap
+        frames = wait_until(lambda: tap.frames(topic="hp/track/v1/sensor"), timeout_s=20.0)
+        assert frames, host.log_tail()
+        assert {f.source for f in frames} == {"nav"}
+        mine, suite = host.module_participants(), host.suite_participants()
+        assert not mine & suite
+        assert len(suite) == 2  # the probe's and the nav feeder's
+        assert {f.participant for f in frames} <= mine
+        assert module_frames(host, frames) == frames
+
+
 def test_an_invalid_transition_is_refused_with_the_state_unchanged() -> None:
     with HostedModule("nav") as host:
         host.start()

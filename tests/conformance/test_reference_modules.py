@@ -41,6 +41,8 @@ def test_reference_module_passes_certified_with_verified_evidence(
     ran = sorted(c["check"] for c in result["checks"])
     assert any(name.startswith("test_rate") for name in ran)
     assert "test_no_undeclared_publication" in ran
+    assert "test_no_undeclared_subscription" in ran  # CF-BUS-008
+    assert "test_transitions_answered_in_time_with_heartbeats" in ran  # CF-LC-006
     assert all(c["requirements"] for c in result["checks"])
     print(f"{module}: {len(ran)} checks passed certified: {', '.join(ran)}")
 

@@ -195,6 +195,7 @@ def test_invalid_configuration_is_refused(config: dict[str, Any], message: str) 
 def test_manifest_requires_nothing_and_provides_nothing() -> None:
     m = ModuleHost.manifest_of(RecorderModule)
     assert (m.name, m.provides, m.requires) == ("recorder", (), ())
+    assert m.uses == ("*",)  # what it reads, declared (CF-BUS-008); optional: it never holds up its start
 
 
 # -- decoding in a process with no hardpoint code ------------------------------------------

@@ -31,6 +31,10 @@ def test_valid_manifest_loads() -> None:
         ({"requires": ["hardpoint.nav.v1.NavState", "hardpoint.nav.v1.NavState"]}, "requires", "twice"),
         ({"isolation": "container"}, "isolation", "process"),
         ({"colour": "blue"}, "colour", "Extra inputs"),
+        ({"rates": {"hardpoint.nav.v1.NavState": 0}}, "rates", "finite number of Hz above 0"),
+        ({"rates": {"hardpoint.nav.v1.NavState": float("inf")}}, "rates", "finite number of Hz above 0"),
+        ({"rates": {"nav.NavState": 2.0}}, "rates", "not an interface name"),
+        ({"rates": {"hardpoint.track.v1.SensorTrack": 2.0}}, "rates names hardpoint.track.v1.SensorTrack", "provide"),
     ],
 )
 def test_invalid_manifest_names_field_and_reason(change: dict[str, object], field: str, reason: str) -> None:
@@ -47,3 +51,11 @@ def test_uses_takes_interfaces_or_star() -> None:
     assert m.uses == ("hardpoint.tasking.v1.TaskRequest", "*")
     with pytest.raises(ManifestError, match="uses"):
         Manifest.load({**GOOD, "uses": ["tasks"]})
+
+
+def test_rates_declare_a_provided_interface_slower_than_nominal() -> None:
+    """``rates`` (CF-BUS-007): the rate per key of a provided interface; none by default."""
+    assert Manifest.load(GOOD).rates == {}
+    m = Manifest.load({**GOOD, "rates": {"hardpoint.nav.v1.NavState": 5.0}})
+    assert m.rates == {"hardpoint.nav.v1.NavState": 5.0}
+    assert m.model_dump(mode="json")["rates"] == {"hardpoint.nav.v1.NavState": 5.0}

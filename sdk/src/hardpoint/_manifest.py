@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
 from packaging.version import InvalidVersion, Version
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hardpoint._errors import ManifestError
 
@@ -44,6 +45,11 @@ class Manifest(BaseModel):
     isolation: Literal["process", "in-process"] = "process"
     #: One line on what the module does.
     description: str = ""
+    #: The rate (Hz) at which the module publishes each key of a periodic provided interface, for an
+    #: interface it publishes slower than the contract's nominal rate by design (a radar that scans at
+    #: 1 Hz): ``{"hardpoint.track.v1.SensorTrack": 2.0}``. The conformance suite judges the rate against
+    #: it instead of the nominal rate (CF-BUS-007); the contract's deadline holds whatever it says.
+    rates: dict[str, float] = Field(default_factory=dict)
 
     @field_validator("version")
     @classmethod
@@ -71,6 +77,23 @@ class Manifest(BaseModel):
             if name != "*" and not _INTERFACE_RE.match(name):
                 raise ValueError(f"{name!r} is neither '*' nor an interface name like 'hardpoint.nav.v1.NavState'")
         return value
+
+    @field_validator("rates")
+    @classmethod
+    def _positive_rates(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, rate in value.items():
+            if not _INTERFACE_RE.match(name):
+                raise ValueError(f"{name!r} is not an interface name like 'hardpoint.nav.v1.NavState'")
+            if not math.isfinite(rate) or rate <= 0:
+                raise ValueError(f"{name}: the rate must be a finite number of Hz above 0, not {rate!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _rates_of_provided(self) -> Manifest:
+        undeclared = sorted(set(self.rates) - set(self.provides))
+        if undeclared:
+            raise ValueError(f"rates names {', '.join(undeclared)}, which the module does not provide")
+        return self
 
     @classmethod
     def load(cls, data: Mapping[str, Any], *, origin: str = "manifest") -> Manifest:

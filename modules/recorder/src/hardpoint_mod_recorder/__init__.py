@@ -75,8 +75,8 @@ How it is written (the module-writing guide, for tools)
 * An I/O error does not crash the module: it reports ``failed`` health with
   the reason (``ctx.set_health``) and stops recording; a ``.part`` file stays.
 
-Why the manifest requires nothing (a "tool privilege")
-------------------------------------------------------
+Why the manifest requires nothing and uses everything
+-----------------------------------------------------
 
 A module may subscribe only to what its manifest ``requires``, and the daemon
 starts a module only when every interface it ``requires`` has a started
@@ -85,16 +85,13 @@ every real platform: no manifest provides ``hardpoint.core.v1.ModuleHealth``
 (the SDK's heartbeat needs no manifest entry), and rarely does anything
 provide ``AlertAck`` or ``TaskCancel``. A recorder must also never hold up, or
 be held up by, the modules it watches. So its manifest says ``requires = ()``
-and it records through a bus of its own,
+and ``uses = ("*",)`` (optional inputs: every interface; ``uses`` never holds up
+a start, and it declares what the module reads, which the conformance suite
+holds every module to, CF-BUS-008), and it records through a bus of its own,
 ``hardpoint.Bus(ctx.bus.transport, module=ctx.name, provides=(), requires=<the
-configured interfaces>)``: the SDK's documented form for tools ("``None``
-allows all: tools such as recorders"), here narrowed to exactly what the
-configuration asks, and publishing nothing. The cost: the platform's view of
-the module (manifest, resolution, the heartbeat's counters) does not show what
-it records. The proper fix belongs in the SDK (proposed, not done): a
-manifest field ``observes`` (interfaces a module may subscribe to but does not
-need to start, with ``"*"`` for all), honoured by the bus and the counters and
-ignored by resolution.
+configured interfaces>)``: narrowed to exactly what the configuration asks,
+and publishing nothing. The cost: the heartbeat's counters (those of the
+module's own bus) do not show what it records.
 """
 
 from __future__ import annotations

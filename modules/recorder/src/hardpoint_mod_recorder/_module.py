@@ -88,6 +88,8 @@ class RecorderModule:
         supplier="hardpoint project",
         provides=(),
         requires=(),
+        # What it reads, declared (CF-BUS-008): every interface, as optional inputs that never hold up its start.
+        uses=("*",),
         description="Records bus interfaces to MCAP with protobuf schemas and replays recordings onto the bus",
     )
 

@@ -67,6 +67,8 @@ TRANSITION_TIMEOUT_S: Final = 30.0
 STOP_TIMEOUT_S: Final = 10.0
 #: Time for a new participant to be discovered on loopback.
 DISCOVERY_TIMEOUT_S: Final = 15.0
+#: Most DDS entities of one kind (participants, writers, readers) read from discovery at once.
+MAX_ENTITIES: Final = 4096
 #: Common scenario time zero of every simulated adapter of one hosted module and its feeders.
 _SCENARIO: Final = "builtin:patrol"
 
@@ -334,6 +336,9 @@ class HostedModule:
     :param workdir: where logs (and an installed wheel) go; default a temporary directory removed on close.
     :param feeders: reference modules hosted alongside to provide required inputs; default :func:`feeders_for`.
     :param health_period_s: heartbeat period of the worker.
+    :param transition_timeout_s: how long to wait for the module's worker to answer a lifecycle transition
+        (the lifecycle checks wait no longer than the bound of CF-LC-006; feeders always get
+        :data:`TRANSITION_TIMEOUT_S`).
     :raises HarnessError: the module cannot be found, loaded, or an adapter cannot be bound.
     """
 
@@ -347,7 +352,9 @@ class HostedModule:
         workdir: Path | None = None,
         feeders: Sequence[str] | None = None,
         health_period_s: float = 1.0,
+        transition_timeout_s: float = TRANSITION_TIMEOUT_S,
     ) -> None:
+        self.transition_timeout_s = transition_timeout_s
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="hardpoint-conformance-")
@@ -379,8 +386,9 @@ class HostedModule:
         self._feeder_procs: list[ModuleProcess] = []
         #: DDS participant of the module's current worker (found by discovery at start), if seen.
         self.participant: uuid.UUID | None = None
-        self._participants_reader: Any = None
-        self._publications_reader: Any = None
+        #: Built-in discovery readers of the probe (participants, publications, subscriptions), made before
+        #: the module starts and only read (never taken), so they hold every entity ever seen (CF-BUS-004).
+        self._builtin_readers: dict[str, Any] = {}
         self.tap: Tap | None = None
         #: ``time.monotonic()`` when :meth:`activate` last succeeded (0.0 before).
         self.activated_at = 0.0
@@ -415,33 +423,119 @@ class HostedModule:
     # -- discovery -------------------------------------------------------------------
 
     def _builtin(self, which: str) -> Any:
-        from cyclonedds.builtin import BuiltinDataReader, BuiltinTopicDcpsParticipant, BuiltinTopicDcpsPublication
+        """The probe's built-in reader of ``participants``, ``publications`` or ``subscriptions``, made on first use.
 
-        participant = self.transport._participant  # the probe's own participant sees the whole private domain
-        if which == "participants":
-            if self._participants_reader is None:
-                self._participants_reader = BuiltinDataReader(participant, BuiltinTopicDcpsParticipant)
-            return self._participants_reader
-        if self._publications_reader is None:
-            self._publications_reader = BuiltinDataReader(participant, BuiltinTopicDcpsPublication)
-        return self._publications_reader
+        Samples are only read, never taken: an entity that was deleted (or whose process ended) stays in the
+        reader as a not-alive instance with its last data, so it is still seen after it is gone.
+        """
+        from cyclonedds.builtin import (
+            BuiltinDataReader,
+            BuiltinTopicDcpsParticipant,
+            BuiltinTopicDcpsPublication,
+            BuiltinTopicDcpsSubscription,
+        )
+
+        reader = self._builtin_readers.get(which)
+        if reader is None:
+            topic = {
+                "participants": BuiltinTopicDcpsParticipant,
+                "publications": BuiltinTopicDcpsPublication,
+                "subscriptions": BuiltinTopicDcpsSubscription,
+            }[which]
+            # The probe's own participant sees the whole private domain.
+            reader = self._builtin_readers[which] = BuiltinDataReader(self.transport._participant, topic)
+        return reader
+
+    def _watch_discovery(self) -> None:
+        """Make every built-in reader now, before the module starts, so that nothing it creates is missed."""
+        for which in ("participants", "publications", "subscriptions"):
+            self._builtin(which)
+
+    def _seen(self, which: str) -> list[Any]:
+        """Every entity of ``which`` seen so far, alive or not, one (the latest data) per key."""
+        latest: dict[Any, Any] = {}
+        for s in self._builtin(which).read(N=MAX_ENTITIES):
+            if s.sample_info.valid_data:
+                latest[s.key] = s
+        return list(latest.values())
 
     def _remote_participants(self) -> set[uuid.UUID]:
         """Participants discovered on the private domain other than the probe's (ever seen, alive or not)."""
         own = self.transport._participant.guid
-        return {s.key for s in self._builtin("participants").read(N=1024)} - {own}
+        return {s.key for s in self._seen("participants")} - {own}
+
+    def suite_participants(self) -> set[uuid.UUID]:
+        """Participants of the suite on the private domain: this process's and the feeders' workers'.
+
+        This process's are those that carry its process id (Cyclone's ``__Pid`` property) and host name
+        (``__Hostname``) *and* the first four bytes of the probe's GUID, which Cyclone draws at random once
+        per process and domain (so a module cannot pass for the suite by setting those properties); a
+        feeder's is the participant its worker named in its ``ready`` event.
+        """
+        own = self.transport._participant.guid
+        feeders = set()
+        for proc in self._feeder_procs:
+            with contextlib.suppress(ValueError):
+                feeders.add(uuid.UUID(hex=proc.participant))
+        pid, host = str(os.getpid()), _hostname()
+        suite = {own, *feeders}
+        for s in self._seen("participants"):
+            props = _properties(s)
+            if props.get("__Pid") == pid and props.get("__Hostname") == host and s.key.bytes[:4] == own.bytes[:4]:
+                suite.add(s.key)
+        return suite
+
+    def module_participants(self) -> set[uuid.UUID]:
+        """Every participant the module's processes created on the run's domain, at any time so far (CF-BUS-004).
+
+        The domain is private to the run (its own id and discovery tag), so every participant on it that is
+        not the suite's (:meth:`suite_participants`) is the module's: its worker's, a second one it made later,
+        one of a process it started, one without a process id; alive or gone.
+        """
+        return {s.key for s in self._seen("participants")} - self.suite_participants()
+
+    def participant_details(self, key: uuid.UUID) -> str:
+        """How a participant shows in failure messages: its GUID and, where it says, its process."""
+        for s in self._seen("participants"):
+            if s.key == key:
+                props = _properties(s)
+                pid = props.get("__Pid", "?")
+                name = props.get("__ProcessName", "?")
+                which = " (the worker's participant at start)" if key == self.participant else ""
+                worker = ", the module's worker" if pid == str(self.pid) else ""
+                return f"participant {key}{which} of process {pid} ({name}{worker})"
+        return f"participant {key}"
+
+    def module_frames(self, frames: Iterable[Observed]) -> list[Observed]:
+        """The frames the module wrote: those whose writer belongs to one of its participants (CF-HOST-004).
+
+        Who wrote a frame is taken from DDS discovery, never from the source its header claims: a module that
+        writes under a feeder's or the probe's name is still judged. A frame whose writer was gone before the
+        probe could look it up falls back to its claimed source (any but the feeders' and the probe's).
+        """
+        mine = self.module_participants()
+        others = {*self.feeders, PROBE_NAME}
+        return [f for f in frames if (f.participant in mine if f.participant is not None else f.source not in others)]
+
+    def wrote(self, identity: Any, source: str) -> bool:
+        """Whether a frame a hardpoint reader received was the module's: by its writer's participant (a
+        :class:`hardpoint.WriterIdentity`, or None once the writer is gone: then by its claimed ``source``)."""
+        if identity is None:
+            return source not in {*self.feeders, PROBE_NAME}
+        return uuid.UUID(hex=identity.participant) in self.module_participants()
 
     def publications(self) -> list[Any]:
-        """DDS writers of the module's current worker (``cyclonedds.builtin.DcpsEndpoint``: topic, type, QoS).
+        """DDS writers of every participant of the module, at any time so far, alive or deleted.
 
-        :raises HarnessError: the module's participant was not identified at start.
+        Each is a ``cyclonedds.builtin.DcpsEndpoint`` (key, participant key, topic, type, QoS).
         """
-        if self.participant is None:
-            raise HarnessError(
-                f"module {self.name!r}: its DDS participant was not identified by discovery at start "
-                f"(new participants seen: not exactly one)"
-            )
-        return [s for s in self._builtin("publications").read(N=4096) if s.participant_key == self.participant]
+        mine = self.module_participants()
+        return [s for s in self._seen("publications") if s.participant_key in mine]
+
+    def subscriptions(self) -> list[Any]:
+        """DDS readers of every participant of the module, at any time so far, alive or deleted."""
+        mine = self.module_participants()
+        return [s for s in self._seen("subscriptions") if s.participant_key in mine]
 
     # -- the worker ----------------------------------------------------------------
 
@@ -477,6 +571,7 @@ class HostedModule:
         """
         if self.process is not None and self.process.exit_code() is None:
             raise HarnessError(f"module {self.name!r} is already running")
+        self._watch_discovery()
         if self.tap is None:
             self.tap = Tap(self, self.manifest.provides)
         if not self._feeder_procs and self.feeders:
@@ -521,11 +616,11 @@ class HostedModule:
                     )
 
     @staticmethod
-    def _request(proc: ModuleProcess, transition: str) -> dict[str, Any]:
+    def _request(proc: ModuleProcess, transition: str, timeout_s: float = TRANSITION_TIMEOUT_S) -> dict[str, Any]:
         from hardpoint_runtime._process import WorkerError
 
         try:
-            reply = proc.request("transition", transition=transition, timeout_s=TRANSITION_TIMEOUT_S)
+            reply = proc.request("transition", transition=transition, timeout_s=timeout_s)
         except WorkerError as e:
             return {"ok": False, "state": "", "error": str(e)}
         return {"ok": bool(reply.get("ok")), "state": str(reply.get("state", "")), "error": str(reply.get("error", ""))}
@@ -535,13 +630,15 @@ class HostedModule:
             raise HarnessError(f"module {self.name!r} is not started")
         return self.process
 
-    def transition(self, name: str) -> dict[str, Any]:
+    def transition(self, name: str, *, timeout_s: float | None = None) -> dict[str, Any]:
         """Ask the worker for one lifecycle transition: ``{"ok": bool, "state": str, "error": str}``.
 
         ``ok`` false with an error for a transition the state does not allow (the state is then
-        the unchanged one); ``state`` empty when the worker is gone or did not answer.
+        the unchanged one); ``state`` empty when the worker is gone or did not answer within ``timeout_s``
+        (default :attr:`transition_timeout_s`; a worker that did not answer in time may still be running
+        the hook: :meth:`kill` it).
         """
-        return self._request(self._running(), name)
+        return self._request(self._running(), name, self.transition_timeout_s if timeout_s is None else timeout_s)
 
     def status(self) -> dict[str, Any]:
         """The worker's current state, without changing it: ``{"ok", "state", "error"}``."""
@@ -576,6 +673,11 @@ class HostedModule:
             return None
         self.process.stop(timeout_s=STOP_TIMEOUT_S)
         return self.process.exit_code()
+
+    def kill(self) -> None:
+        """SIGKILL the module's worker now (one stuck in a hook would not stop in order); feeders keep running."""
+        if self.process is not None:
+            self.process.kill()
 
     def restart(self, *, config: Mapping[str, Any] | None = None) -> None:
         """Stop the worker and start a fresh one (UNCONFIGURED), optionally with another configuration.
@@ -615,7 +717,7 @@ class HostedModule:
         if self.tap is not None:
             self.tap.close()
             self.tap = None
-        self._participants_reader = self._publications_reader = None
+        self._builtin_readers = {}
         if self._transport is not None:
             with contextlib.suppress(Exception):
                 self._transport.close()
@@ -635,6 +737,23 @@ class HostedModule:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _properties(sample: Any) -> dict[str, str]:
+    """The properties (Cyclone's ``__Pid``, ``__Hostname``, ``__ProcessName``, ...) of a discovered participant."""
+    out: dict[str, str] = {}
+    for policy in sample.qos:
+        key, value = getattr(policy, "key", None), getattr(policy, "value", None)
+        if isinstance(key, str) and isinstance(value, str):
+            out.setdefault(key, value)
+    return out
+
+
+def _hostname() -> str:
+    """This host's name as Cyclone puts it in ``__Hostname``."""
+    import socket
+
+    return socket.gethostname()
 
 
 def _tail(path: Path, lines: int) -> str:
@@ -668,6 +787,9 @@ class Observed:
     #: DDS source timestamp (the writer's clock when it wrote, ns since the epoch): rates are judged on it,
     #: so a probe that is slow to take samples on a loaded machine does not make gaps of its own.
     written_ns: int = 0
+    #: GUID of the DDS participant whose writer wrote it (from discovery; who wrote it, whatever the header
+    #: claims), or None when its writer was gone before the probe could look it up.
+    participant: uuid.UUID | None = None
 
 
 #: How often the tap takes what its readers hold.
@@ -700,6 +822,8 @@ class Tap:
         self._taking = threading.Lock()
         self._frames: list[Observed] = []
         self._readers: list[tuple[str, Any]] = []
+        #: Participant of each writer by (topic, publication handle), looked up once per writer.
+        self._writers: dict[tuple[str, int], uuid.UUID | None] = {}
         self._topics: list[Any] = []
         for name in interfaces:
             spec = specs.get(name)
@@ -738,13 +862,30 @@ class Tap:
             for f in samples:
                 if not f.sample_info.valid_data:
                     continue
+                writer = self._participant_of(topic, reader, int(f.sample_info.publication_handle))
                 got.append(
                     Observed(now, topic, f.key, f.source, int(f.epoch), int(f.seq), int(f.count), int(f.stamp_ns),
-                             f.interface, f.schema_id, bytes(f.payload), int(f.sample_info.source_timestamp))
+                             f.interface, f.schema_id, bytes(f.payload), int(f.sample_info.source_timestamp), writer)
                 )  # fmt: skip
         if got:
             with self._lock:
                 self._frames.extend(got)
+
+    def _participant_of(self, topic: str, reader: Any, handle: int) -> uuid.UUID | None:
+        """The participant of the writer behind ``handle`` (matched to ``reader``), from discovery."""
+        from cyclonedds.core import DDSException
+
+        key = (topic, handle)
+        if key not in self._writers:
+            try:
+                endpoint = reader.get_matched_publication_data(handle)
+            except DDSException:  # unmatched already (the writer is gone)
+                endpoint = None
+            found = getattr(endpoint, "participant_key", None)
+            if found is None:
+                return None  # not remembered: a later sample of a writer seen late may still resolve it
+            self._writers[key] = found
+        return self._writers[key]
 
     def frames(self, *, topic: str | None = None, since: float = 0.0) -> list[Observed]:
         """Frames recorded so far (of one topic, taken at or after ``since``), in arrival order."""

@@ -3,11 +3,12 @@
 The module under test runs in the real runtime worker on a private Cyclone DDS domain, fed its
 required interfaces by the reference modules (:mod:`._harness`). A raw tap in the probe records
 every sample on the topics the module provides, from before it starts, with the SDK's receive
-checks bypassed; DDS discovery (``DCPSPublication``) shows the writers of the module's own
-participant with the QoS they offer. After one observation window each check judges what was
-seen against the contract (``spec/interfaces.md``) and names the interface, what was measured
-and the requirement ID. How the suite measures is specified in ``spec/conformance.md``
-(``CF-BUS-*``).
+checks bypassed; DDS discovery shows every participant the module's processes made on the run's
+private domain, at any time, with their writers (and the QoS they offer) and readers, alive or gone
+(CF-HOST-004); a sample is the module's when one of them wrote it, whatever source it claims.
+After one observation window each check judges what was seen against the contract
+(``spec/interfaces.md``) and names the interface, what was measured and the requirement ID. How the
+suite measures is specified in ``spec/conformance.md`` (``CF-BUS-*``).
 
 Checks are parametrized by provided interface. A module that provides none gets one
 ``none`` case per check that passes with a "not applicable" note (certified mode forbids skips).
@@ -30,7 +31,7 @@ import pytest
 
 from hardpoint.conformance.plugin import judged, not_applicable
 from hardpoint_runtime.conformance._fixtures import hosted_module, hosted_options, manifest_under_test  # noqa: F401
-from hardpoint_runtime.conformance._harness import PROBE_NAME, HostedModule, Observed
+from hardpoint_runtime.conformance._harness import HostedModule, Observed
 
 if TYPE_CHECKING:
     from google.protobuf.descriptor import Descriptor
@@ -42,21 +43,29 @@ if TYPE_CHECKING:
 SETTLE_S: Final = 1.5
 #: Shortest observation window; longer when the slowest rate or the longest deadline needs it.
 MIN_WINDOW_S: Final = 6.0
-#: Allowance on ``deadline_ms`` for the module's own scheduling delay on a loaded machine.
-DEADLINE_ALLOWANCE: Final = 0.5
+#: Allowance on every ``deadline_ms`` for the module's own scheduling on a loaded machine (ms): the longest a
+#: periodic timer of the SDK fired late, measured on a 2-core machine with every core busy (CF-BUS-002), was
+#: 17 ms; six times that.
+JITTER_MS: Final = 100
+#: After the window, how long the probe waits for samples written before its end to arrive (s).
+DRAIN_S: Final = 0.5
 #: Rates are judged on keys seen at least this often over at least this long.
 MIN_SAMPLES, MIN_SPAN_S = 5, 2.0
 #: Topics every module writes through the SDK whatever it provides (heartbeat, schema announcements).
 SDK_TOPICS: Final = frozenset({"hp/core/v1/health", "hp/schemas"})
+#: Topics every module reads through the SDK whatever it requires (schema announcements).
+SDK_READ_TOPICS: Final = frozenset({"hp/schemas"})
 #: Problems listed in one failure message.
 SHOWN: Final = 5
 #: Requirement IDs of the checks that do not depend on an interface.
-CF_OBSERVE, CF_RATE, CF_FIELDS, CF_UNDECLARED, CF_QOS = (
+CF_OBSERVE, CF_RATE, CF_FIELDS, CF_UNDECLARED, CF_QOS, CF_DECLARED_RATE, CF_UNDECLARED_READ = (
     "CF-BUS-001",
     "CF-BUS-002",
     "CF-BUS-003",
     "CF-BUS-004",
     "CF-BUS-005",
+    "CF-BUS-007",
+    "CF-BUS-008",
 )
 
 
@@ -71,7 +80,7 @@ def _requirements(kind: str, spec: InterfaceSpec) -> tuple[str, ...]:
         ids = [f"{spec.id}-RATE"]
         ids += [f"{spec.id}-DEADLINE"] if spec.deadline_ms and spec.nominal_rate_hz else []
         ids += [f"{spec.id}-LIVE"] if spec.continuous else []
-        return (*ids, CF_RATE)
+        return (*ids, CF_RATE, CF_DECLARED_RATE)
     if kind == "qos":
         return f"{spec.id}-QOS", f"IF-QOS-{spec.qos.name}", CF_QOS
     if kind == "key":
@@ -136,12 +145,15 @@ class Observation:
     """What the probe saw of the module during one window after it became active."""
 
     host: HostedModule
-    #: Module's frames (sources other than the feeders) by provided interface, from before activation on.
+    #: Module's frames (written by a participant of the module, :func:`module_frames`) by provided
+    #: interface, from before activation to :data:`DRAIN_S` after the window.
     frames: dict[str, list[Observed]]
     #: The rate window (monotonic seconds).
     start: float
     end: float
     specs: dict[str, InterfaceSpec] = field(default_factory=dict)
+    #: The end of the window on the wall clock (ns since the epoch), the clock of DDS source timestamps.
+    end_ns: int = 0
 
 
 def window_s(specs: Iterable[InterfaceSpec]) -> float:
@@ -170,12 +182,18 @@ def observation(hosted_module: HostedModule) -> Observation:  # noqa: F811 - the
         if provoke is not None:
             provoke()
         time.sleep(min(left, PROVOKE_EVERY_S))
-    feeders = {*host.feeders, PROBE_NAME}  # the probe's own samples (other checks may publish) are not the module's
+    end_ns = time.time_ns() - int((time.monotonic() - end) * 1e9)
+    time.sleep(DRAIN_S)  # samples written before the end of the window may still be on their way
     frames: dict[str, list[Observed]] = {}
     for name, spec in specs.items():
         assert host.tap is not None
-        frames[name] = [f for f in host.tap.frames(topic=spec.topic) if f.source not in feeders]
-    return Observation(host, frames, start, end, specs)
+        frames[name] = module_frames(host, host.tap.frames(topic=spec.topic))
+    return Observation(host, frames, start, end, specs, end_ns)
+
+
+def module_frames(host: HostedModule, frames: Iterable[Observed]) -> list[Observed]:
+    """The frames the module wrote, by their writer (:meth:`HostedModule.module_frames`, CF-HOST-004)."""
+    return host.module_frames(frames)
 
 
 #: How often a task-handling module is sent a request and a cancel during the window (s).
@@ -278,49 +296,158 @@ def key_text(spec: InterfaceSpec, message: Message) -> str:
 # --------------------------------------------------------------------------- judgements (pure)
 
 
-def judge_rate(spec: InterfaceSpec, arrivals: Mapping[str, Sequence[float]], window: float) -> tuple[list[str], str]:
-    """Problems with the rate per key (write times, in seconds, of each key's messages in the window), and a summary.
+def declared_rate_problems(spec: InterfaceSpec, declared: float | None) -> list[str]:
+    """Why a rate the manifest declares for ``spec`` (``rates``) cannot be its rate of record (CF-BUS-007)."""
+    if declared is None:
+        return []
+    if spec.nominal_rate_hz <= 0:
+        return [f"{CF_DECLARED_RATE}: the manifest declares {declared:g} Hz for {spec.name}, which is aperiodic"]
+    problems = []
+    if declared > spec.nominal_rate_hz:
+        problems.append(
+            f"{CF_DECLARED_RATE}: the manifest declares {declared:g} Hz for {spec.name}, above the contract's "
+            f"nominal {spec.nominal_rate_hz:g} Hz (a declared rate is for a module slower by design)"
+        )
+    if spec.deadline_ms and 1000.0 / declared > spec.deadline_ms:
+        problems.append(
+            f"{CF_DECLARED_RATE}: the manifest declares {declared:g} Hz for {spec.name}, one sample every "
+            f"{1000.0 / declared:.0f} ms: longer than the contract's deadline of {spec.deadline_ms} ms"
+        )
+    return problems
 
-    Continuous interfaces: every key within ``nominal * (1 ± tolerance)`` and no gap beyond the
-    deadline (plus :data:`DEADLINE_ALLOWANCE`). Other periodic interfaces (tracks, published while
-    the thing they describe is live): at most ``nominal * (1 + tolerance)`` per key and no gap beyond
-    the deadline. See CF-BUS-002.
+
+def judge_rate(
+    spec: InterfaceSpec,
+    arrivals: Mapping[str, Sequence[float]],
+    window: float,
+    *,
+    declared: float | None = None,
+    ended: Mapping[str, Iterable[float]] | None = None,
+    until: float | None = None,
+) -> tuple[list[str], str]:
+    """Problems with the rate and the gaps per key, and a summary (CF-BUS-002); each problem starts with its ID.
+
+    ``arrivals``: write times (s) of each key's messages in the window; ``declared``: the rate the manifest
+    declares (CF-BUS-007), else the nominal rate is the rate of record; ``ended``: times of messages that end
+    their key (a track DROPPED: the silence after them is no gap); ``until``: the end of the window on the
+    same clock (a continuous key's silence from its last sample to it counts as a gap).
+
+    Every periodic interface: no gap between two samples of a key longer than ``deadline_ms`` plus
+    :data:`JITTER_MS`; every key measured at most the rate of record x (1 + tolerance). A continuous
+    interface: every key within the rate of record x (1 +/- tolerance), live to the end of the window. Other
+    periodic interfaces (tracks come and go): the fastest key at least the rate of record x (1 - tolerance).
     """
-    lo = spec.nominal_rate_hz * (1 - spec.rate_tolerance)
-    hi = spec.nominal_rate_hz * (1 + spec.rate_tolerance)
-    allowed_gap_ms = spec.deadline_ms * (1 + DEADLINE_ALLOWANCE)
+    record = declared if declared is not None else spec.nominal_rate_hz
+    basis = (
+        f"declared {record:g} Hz in the manifest" if declared is not None else f"nominal {spec.nominal_rate_hz:g} Hz"
+    ) + f" ± {spec.rate_tolerance:.0%}"
+    lo, hi = record * (1 - spec.rate_tolerance), record * (1 + spec.rate_tolerance)
+    rid = spec.id
     problems: list[str] = []
-    rates: list[float] = []
+    rates: dict[str, float] = {}
+    longest = 0.0
     if not any(arrivals.values()):
-        return [f"no sample in {window:.1f} s: the rate cannot be measured"], "nothing received"
-    for key, times in sorted(arrivals.items()):
-        ts = sorted(times)
-        if spec.deadline_ms and len(ts) > 1:
-            gap_ms = max((b - a) * 1000 for a, b in itertools.pairwise(ts))
-            if gap_ms > allowed_gap_ms:
-                problems.append(
-                    f"key {key!r}: {gap_ms:.0f} ms between two samples (deadline {spec.deadline_ms} ms, "
-                    f"{allowed_gap_ms:.0f} ms allowed with the measurement allowance)"
-                )
+        return [f"{rid}-RATE: no sample in {window:.1f} s: the rate cannot be measured"], "nothing received"
+    for key, ts, ends in _lives(arrivals, ended or {}):
+        if spec.deadline_ms and ts:
+            key_problems, key_longest = judge_gaps(spec, key, ts, ends, until)
+            problems += key_problems
+            longest = max(longest, key_longest)
         span = ts[-1] - ts[0] if ts else 0.0
         if len(ts) < MIN_SAMPLES or span < MIN_SPAN_S:
             if spec.continuous:
-                problems.append(f"key {key!r}: only {len(ts)} samples over {span:.1f} s of a {window:.1f} s window")
+                problems.append(
+                    f"{rid}-LIVE: key {key!r}: only {len(ts)} samples over {span:.1f} s of a {window:.1f} s window "
+                    f"(continuous: each key at {basis} while active)"
+                )
             continue
-        rate = (len(ts) - 1) / span
-        rates.append(rate)
+        rate = rates[key] = (len(ts) - 1) / span
         if rate > hi or (spec.continuous and rate < lo):
             band = f"{lo:g}..{hi:g} Hz" if spec.continuous else f"at most {hi:g} Hz"
             problems.append(
-                f"key {key!r}: measured {rate:.2f} Hz over {span:.1f} s ({len(ts)} samples); "
-                f"the contract allows {band} (nominal {spec.nominal_rate_hz:g} Hz ± {spec.rate_tolerance:.0%})"
+                f"{rid}-RATE: key {key!r}: measured {rate:.2f} Hz over {span:.1f} s ({len(ts)} samples); "
+                f"allowed {band} ({basis})"
             )
-    if not rates and not problems:
+    if not rates:
+        if not problems:
+            problems.append(
+                f"{rid}-RATE: no key had {MIN_SAMPLES} samples over {MIN_SPAN_S:g} s in {window:.1f} s: "
+                "the rate cannot be measured"
+            )
+    elif not spec.continuous and max(rates.values()) < lo:
+        fastest = max(rates, key=lambda k: rates[k])
         problems.append(
-            f"no key had {MIN_SAMPLES} samples over {MIN_SPAN_S:g} s in {window:.1f} s: the rate cannot be measured"
+            f"{rid}-RATE: no key is published at the rate of record: the fastest, {fastest!r}, measured "
+            f"{rates[fastest]:.2f} Hz, below {lo:g} Hz ({basis}); a module slower than the nominal rate by design "
+            f"declares its rate in its manifest ({CF_DECLARED_RATE})"
         )
-    summary = f"{len(arrivals)} keys, {min(rates):.2f}..{max(rates):.2f} Hz" if rates else f"{len(arrivals)} keys"
+    summary = f"{len(arrivals)} keys"
+    if rates:
+        summary += f", {min(rates.values()):.2f}..{max(rates.values()):.2f} Hz"
+    if spec.deadline_ms:
+        summary += f", longest gap {longest:.0f} ms (deadline {spec.deadline_ms} ms)"
     return problems, summary
+
+
+def _lives(
+    arrivals: Mapping[str, Sequence[float]], ended: Mapping[str, Iterable[float]]
+) -> list[tuple[str, list[float], set[float]]]:
+    """Each key's samples split into its lives: a key that ended (a track DROPPED) and came again is a new one.
+
+    ``(key, sorted times, end times)`` per life, in key order; a later life is named ``<key> #<n>``.
+    """
+    out: list[tuple[str, list[float], set[float]]] = []
+    for key, times in sorted(arrivals.items()):
+        ends = set(ended.get(key, ()))
+        life: list[float] = []
+        lives = [life]
+        for t in sorted(times):
+            life.append(t)
+            if t in ends:
+                life = []
+                lives.append(life)
+        lives = [x for x in lives if x] or [[]]
+        for n, ts in enumerate(lives, 1):
+            out.append((key if n == 1 else f"{key} #{n}", ts, ends))
+    return out
+
+
+def judge_gaps(
+    spec: InterfaceSpec, key: str, ts: Sequence[float], ends: set[float], until: float | None
+) -> tuple[list[str], float]:
+    """Gaps of one key over ``deadline_ms`` + :data:`JITTER_MS` (write times ``ts``, sorted), and its longest gap (ms).
+
+    A gap after a message that ends the key (``ends``) is none; a continuous key's silence from its last
+    sample to ``until`` is one.
+    """
+    allowed_ms = spec.deadline_ms + JITTER_MS
+    gaps = [((b - a) * 1000, a) for a, b in itertools.pairwise(ts) if a not in ends]
+    problems = []
+    over = [(g, a) for g, a in gaps if g > allowed_ms]
+    if over:
+        worst, at = max(over)
+        problems.append(
+            f"{spec.id}-DEADLINE: key {key!r}: {worst:.0f} ms between two samples ({len(over)} of {len(gaps)} "
+            f"gaps over the deadline, the longest {at - ts[0]:.1f} s after its first sample; deadline "
+            f"{spec.deadline_ms} ms, {allowed_ms} ms allowed with {JITTER_MS} ms for scheduling)"
+        )
+    silent = (until - ts[-1]) * 1000 if until is not None else 0.0
+    if spec.continuous and ts[-1] not in ends and silent > allowed_ms:
+        problems.append(
+            f"{spec.id}-LIVE: key {key!r}: nothing for the last {silent:.0f} ms of the window (continuous: "
+            f"a sample at least every {spec.deadline_ms} ms while active, {allowed_ms} ms allowed)"
+        )
+    return problems, max((g for g, _ in gaps), default=0.0)
+
+
+def ends_key(message: Message) -> bool:
+    """True for a message that ends its key: one whose ``lifecycle`` field is ``..._DROPPED`` (a track that ended)."""
+    descriptor = message.DESCRIPTOR
+    lifecycle = descriptor.fields_by_name.get("lifecycle")
+    if lifecycle is None or lifecycle.enum_type is None:
+        return False
+    value = lifecycle.enum_type.values_by_number.get(getattr(message, lifecycle.name))
+    return value is not None and value.name.endswith("_DROPPED")
 
 
 def _policy_text(qos: Any, policy: Any) -> str:
@@ -423,18 +550,29 @@ def _module_frames(observation: Observation, interface: str) -> list[Observed]:
 
 
 def test_rate(interface: str, observation: Observation, request: pytest.FixtureRequest) -> None:
-    """Each provided interface is published at its contract rate (CF-BUS-002), measured per key when written."""
+    """Each provided interface at its rate of record, every gap within its deadline (CF-BUS-002, CF-BUS-007).
+
+    Measured per key on the writer's clock. The rate of record is the contract's nominal rate, or the rate
+    the manifest declares for the interface (``rates``).
+    """
     if not interface:
         _na(request, "the module provides no interface")
         return
     spec = observation.specs[interface]
+    declared = observation.host.manifest.rates.get(interface)
+    what = f"{interface} on {spec.topic} from module {observation.host.manifest.name!r}"
+    wrong = declared_rate_problems(spec, declared)
+    if wrong:
+        judged(request, 1, f"rate declared for {interface}")
+        _fail(what, wrong, CF_DECLARED_RATE)
     if spec.nominal_rate_hz <= 0:
         _na(request, f"{interface} is aperiodic ({spec.id}-RATE): no rate applies")
         return
     arrivals: dict[str, list[float]] = defaultdict(list)
+    ended: dict[str, list[float]] = defaultdict(list)
+    last: dict[str, float] = {}
+    until = observation.end_ns / 1e9 if observation.end_ns else None
     for f in _module_frames(observation, interface):
-        if not observation.start <= f.at <= observation.end:
-            continue
         try:
             messages = decode(spec, f)
         except ValueError:
@@ -442,15 +580,24 @@ def test_rate(interface: str, observation: Observation, request: pytest.FixtureR
         # Judged on the writer's clock: a probe slow to take samples makes no gaps or bursts of its own.
         written = f.written_ns / 1e9 if f.written_ns else f.at
         for msg in messages:
-            arrivals[key_text(spec, msg) if spec.key else f"{f.source}/{f.epoch}"].append(written)
-    problems, summary = judge_rate(spec, arrivals, observation.end - observation.start)
+            key = key_text(spec, msg) if spec.key else f"{f.source}/{f.epoch}"
+            if observation.start <= f.at <= observation.end:
+                arrivals[key].append(written)
+                if ends_key(msg):
+                    ended[key].append(written)
+            elif f.at > observation.end and (until is None or written <= until):
+                last[key] = max(last.get(key, 0.0), written)  # written in the window, arrived after it
+    for key, written in last.items():  # the trailing silence ends at the last sample written in the window
+        if key in arrivals and written > max(arrivals[key]):
+            arrivals[key].append(written)
+    problems, summary = judge_rate(
+        spec, arrivals, observation.end - observation.start, declared=declared, ended=ended, until=until
+    )
     request.node.user_properties.append(("measured", summary))
     measured = [k for k, ts in arrivals.items() if len(ts) >= MIN_SAMPLES and max(ts) - min(ts) >= MIN_SPAN_S]
-    judged(request, len(measured), f"keys of {interface} measured")
+    judged(request, len(measured), f"keys of {interface} measured ({summary})")
     if problems:
-        _fail(
-            f"{interface} on {spec.topic} from module {observation.host.manifest.name!r}", problems, f"{spec.id}-RATE"
-        )
+        _fail(what, problems, problems[0].split(":", 1)[0])
 
 
 def test_qos(interface: str, observation: Observation, request: pytest.FixtureRequest) -> None:
@@ -532,22 +679,78 @@ def test_field_constraints(interface: str, observation: Observation, request: py
     judged(request, checked, f"messages of {interface}")
 
 
+def _participants_text(host: HostedModule) -> str:
+    mine = sorted(host.module_participants(), key=str)
+    return f"{len(mine)} participant(s) of the module: " + "; ".join(host.participant_details(p) for p in mine)
+
+
 @pytest.mark.hardpoint("SDK-BUS-001", CF_UNDECLARED)
 def test_no_undeclared_publication(observation: Observation, request: pytest.FixtureRequest) -> None:
-    """The module's participant writes no topic but those of its provided interfaces (and the SDK's own)."""
+    """Every participant of the module's processes, at any time so far, writes only provided topics and the SDK's."""
     import hardpoint
 
+    host = observation.host
     allowed = {spec.topic for spec in observation.specs.values()} | SDK_TOPICS
     by_topic = {spec.topic: spec for spec in hardpoint.all_interfaces().values()}
     problems = []
-    writers = observation.host.publications()
-    judged(request, len(writers), "writers of the module's participant")
+    writers = host.publications()
+    judged(request, len(writers), f"writers of the module's {len(host.module_participants())} participant(s)")
     for w in writers:
         if w.topic_name in allowed:
             continue
         spec = by_topic.get(w.topic_name)
         what = f"interface {spec.name} ({spec.id}-TOPIC)" if spec is not None else "no interface of the set"
-        problems.append(f"a writer on {w.topic_name}: {what}, not in the manifest's provides")
+        problems.append(
+            f"a writer on {w.topic_name}: {what}, not in the manifest's provides "
+            f"(writer {w.key} of {host.participant_details(w.participant_key)})"
+        )
     if problems:
-        declared = ", ".join(observation.host.manifest.provides) or "nothing"
-        _fail(f"module {observation.host.manifest.name!r} (provides {declared})", problems, "SDK-BUS-001")
+        declared = ", ".join(host.manifest.provides) or "nothing"
+        _fail(
+            f"module {host.manifest.name!r} (provides {declared}; {_participants_text(host)})",
+            problems,
+            f"{CF_UNDECLARED} (SDK-BUS-001)",
+        )
+
+
+def allowed_reads(manifest: Any) -> set[str] | None:
+    """Topics the module may read: its required and used interfaces' and the SDK's (None: every topic, ``uses *``)."""
+    import hardpoint
+
+    specs = hardpoint.all_interfaces()
+    names = {*manifest.requires, *manifest.uses}
+    if "*" in names:
+        return None
+    return {specs[n].topic for n in names if n in specs} | SDK_READ_TOPICS
+
+
+@pytest.mark.hardpoint("SDK-BUS-001", CF_UNDECLARED_READ)
+def test_no_undeclared_subscription(observation: Observation, request: pytest.FixtureRequest) -> None:
+    """Every participant of the module's processes, at any time so far, reads only what it requires or uses."""
+    import hardpoint
+
+    host = observation.host
+    allowed = allowed_reads(host.manifest)
+    readers = host.subscriptions()
+    judged(request, len(readers), f"readers of the module's {len(host.module_participants())} participant(s)")
+    if allowed is None:
+        request.node.user_properties.append(("note", "the module uses '*': it may read every topic"))
+        return
+    by_topic = {spec.topic: spec for spec in hardpoint.all_interfaces().values()}
+    problems = []
+    for r in readers:
+        if r.topic_name in allowed:
+            continue
+        spec = by_topic.get(r.topic_name)
+        what = f"interface {spec.name}" if spec is not None else "no interface of the set"
+        problems.append(
+            f"a reader of {r.topic_name}: {what}, not in the manifest's requires or uses "
+            f"(reader {r.key} of {host.participant_details(r.participant_key)})"
+        )
+    if problems:
+        declared = ", ".join((*host.manifest.requires, *host.manifest.uses)) or "nothing"
+        _fail(
+            f"module {host.manifest.name!r} (requires or uses {declared}; {_participants_text(host)})",
+            problems,
+            f"{CF_UNDECLARED_READ} (SDK-BUS-001)",
+        )

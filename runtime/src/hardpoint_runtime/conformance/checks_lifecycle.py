@@ -4,11 +4,13 @@ The module runs in the real runtime worker, driven over the worker's protocol ex
 daemon drives it (``hardpoint_runtime._worker``), on a private DDS domain, fed its required
 interfaces by the reference modules. Each check starts a fresh worker. The state machine is
 ``hardpoint._lifecycle`` (SDK-LC-002/003); what the suite asks beyond the SDK's rules is
-``CF-LC-*`` in ``spec/conformance.md``.
+``CF-LC-*`` in ``spec/conformance.md``. Every transition is held to the bound of CF-LC-006 (the
+heartbeat deadline): a worker that does not answer in time is killed, never waited for.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
@@ -46,6 +48,13 @@ FIRST_SAMPLE_S: Final = 15.0
 HEALTH: Final = "hardpoint.core.v1.ModuleHealth"
 #: Longest wait for the first heartbeat of a fresh worker (beats come every second).
 MATCH_S: Final = 10.0
+#: Transitions that take each kind once from a fresh worker (CF-LC-006).
+TIMED_WALK: Final = ("configure", "activate", "deactivate", "cleanup", "shutdown")
+#: Allowance on the transition bound and the heartbeat deadline for scheduling (ms), as on every deadline of the
+#: bus checks (``checks_contract.JITTER_MS``).
+JITTER_MS: Final = 100
+#: CF-LC-006 holds ACTIVE for the heartbeat deadline (and its allowance) plus this (s): a heartbeat period more.
+HOLD_EXTRA_S: Final = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +70,9 @@ def lifecycle_host(request: pytest.FixtureRequest, hosted_options: Mapping[str, 
     manifest = manifest_under_test(request.config)
     feeders: list[str] | None = None if manifest is None or _periodic_names(manifest.provides) else []
     try:
-        host = HostedModule(str(module), feeders=feeders, **hosted_options)
+        # Every transition any of these checks asks is held to the bound of CF-LC-006: none waits for a hook
+        # that blocks (the worker is killed), so a module stuck in a hook fails each check in seconds.
+        host = HostedModule(str(module), feeders=feeders, transition_timeout_s=bound_s(), **hosted_options)
     except HarnessError as e:
         pytest.fail(str(e), pytrace=False)
     yield host
@@ -87,6 +98,13 @@ def _step(host: HostedModule, transition: str, state: str) -> tuple[str, str]:
         return "", want
     name = host.manifest.name
     if not reply["state"]:
+        if host.alive():  # still in the hook: not waited for (CF-LC-006)
+            host.kill()
+            return (
+                f"CF-LC-006: module {name!r}: {transition} from {state} not answered within "
+                f"{host.transition_timeout_s:g} s (the heartbeat deadline plus {JITTER_MS} ms; the worker was "
+                f"killed)\n{host.log_tail(15)}"
+            ), state
         return f"module {name!r}: {transition} from {state}: no answer ({reply['error']})\n{host.log_tail(15)}", state
     if reply["ok"] and reply["state"] == state:
         return (
@@ -98,7 +116,17 @@ def _step(host: HostedModule, transition: str, state: str) -> tuple[str, str]:
     return f"SDK-LC-002: module {name!r}: {transition} from {state} ended in {got}, not {want}{why}", got
 
 
-@pytest.mark.hardpoint("SDK-LC-002", "CF-LC-001")
+def _activate(host: HostedModule, why: str) -> None:
+    """Configure and activate a fresh worker (each transition held to the bound of CF-LC-006), or fail the check."""
+    state = "unconfigured"
+    for transition in ("configure", "activate"):
+        problem, state = _step(host, transition, state)
+        if problem:
+            pytest.fail(problem if problem.startswith("CF-LC-006") else f"{why}: {problem}", pytrace=False)
+    host.activated_at = time.monotonic()
+
+
+@pytest.mark.hardpoint("SDK-LC-002", "CF-LC-001", "CF-LC-006")
 def test_every_valid_transition_reaches_its_state(lifecycle_host: HostedModule, request: pytest.FixtureRequest) -> None:
     """configure, activate, deactivate, cleanup and shutdown (from each of the three states) reach their state."""
     taken: list[str] = []
@@ -113,7 +141,7 @@ def test_every_valid_transition_reaches_its_state(lifecycle_host: HostedModule, 
     judged(request, len(taken), "transitions")
 
 
-@pytest.mark.hardpoint("SDK-LC-002", "CF-LC-002")
+@pytest.mark.hardpoint("SDK-LC-002", "CF-LC-002", "CF-LC-006")
 def test_every_invalid_transition_is_refused_with_the_state_unchanged(
     lifecycle_host: HostedModule, request: pytest.FixtureRequest
 ) -> None:
@@ -238,17 +266,14 @@ def _periodic(host: HostedModule) -> list[Any]:
     return _periodic_names(host.manifest.provides)
 
 
-@pytest.mark.hardpoint("CF-LC-004", "IF-ENV-EPOCH")
+@pytest.mark.hardpoint("CF-LC-004", "IF-ENV-EPOCH", "CF-LC-006")
 def test_restart_reaches_active_again(lifecycle_host: HostedModule, request: pytest.FixtureRequest) -> None:
     """Shut down, the worker exits in order; a fresh worker reaches ACTIVE and publishes under a new epoch."""
     host, name = lifecycle_host, lifecycle_host.manifest.name
     health = host.tap_of([HEALTH])
     try:
         _fresh(host)
-        try:
-            host.activate()
-        except HarnessError as e:
-            pytest.fail(f"CF-LC-004: {e}", pytrace=False)
+        _activate(host, "CF-LC-004")
         periodic = _periodic(host)
         assert host.tap is not None
         first = _first_sample(host, periodic, since=host.activated_at)
@@ -260,10 +285,7 @@ def test_restart_reaches_active_again(lifecycle_host: HostedModule, request: pyt
             pytest.fail(f"CF-LC-004: module {name!r}: worker exited with {code} after shutdown\n{host.log_tail(15)}")
         _fresh(host)
         since = time.monotonic()
-        try:
-            host.activate()
-        except HarnessError as e:
-            pytest.fail(f"CF-LC-004: restart: {e}", pytrace=False)
+        _activate(host, "CF-LC-004: restart")
         if not wait_until(lambda: ("active", "ok") in {b[:2] for b in _beats(health, name, since)}, timeout_s=10.0):
             seen = _beats(health, name, since)
             pytest.fail(f"CF-LC-004: module {name!r}: no ACTIVE heartbeat after the restart (seen: {seen})")
@@ -292,12 +314,12 @@ def _first_sample(host: HostedModule, periodic: list[Any], since: float) -> Any:
     if not periodic:
         return None
     topics = {s.topic for s in periodic}
-    feeders = set(host.feeders)
     assert host.tap is not None
     tap = host.tap
 
     def seen() -> Any:
-        got = [f for f in tap.frames(since=since) if f.topic in topics and f.source not in feeders]
+        # The module's samples by their writer, whatever source they claim (CF-HOST-004).
+        got = host.module_frames(f for f in tap.frames(since=since) if f.topic in topics)
         return got[0] if got else None
 
     return wait_until(seen, timeout_s=FIRST_SAMPLE_S)
@@ -306,15 +328,14 @@ def _first_sample(host: HostedModule, periodic: list[Any], since: float) -> Any:
 def _outside(host: HostedModule, start: float, end: float) -> list[str]:
     """The module's samples on its provided topics that arrived in [start, end]."""
     assert host.tap is not None
-    feeders = set(host.feeders)
     return [
         f"{f.interface} seq {f.seq} at +{f.at - start:.2f} s"
-        for f in host.tap.frames(since=start)
-        if f.at <= end and f.source not in feeders
+        for f in host.module_frames(host.tap.frames(since=start))
+        if f.at <= end
     ]
 
 
-@pytest.mark.hardpoint("SDK-LC-004", "CF-LC-005")
+@pytest.mark.hardpoint("SDK-LC-004", "CF-LC-005", "CF-LC-006")
 def test_publishes_only_while_active(lifecycle_host: HostedModule, request: pytest.FixtureRequest) -> None:
     """No sample while UNCONFIGURED or INACTIVE (before activation, after deactivation); they resume on activate."""
     host, name = lifecycle_host, lifecycle_host.manifest.name
@@ -371,3 +392,110 @@ def test_publishes_only_while_active(lifecycle_host: HostedModule, request: pyte
         request.node.user_properties.append(
             ("note", "no periodic interface: only the absence of samples outside ACTIVE is judged")
         )
+
+
+def bound_s() -> float:
+    """The bound of CF-LC-006 on answering a transition (s): the heartbeat deadline plus :data:`JITTER_MS`."""
+    return (heartbeat_deadline_ms() + JITTER_MS) / 1000
+
+
+def heartbeat_deadline_ms() -> int:
+    """The heartbeat contract's ``deadline_ms`` (``ModuleHealth``: 3000 ms, the daemon's default heartbeat deadline)."""
+    import hardpoint
+
+    return hardpoint.all_interfaces()[HEALTH].deadline_ms
+
+
+def _beat_times(tap: Tap, module: str) -> list[float]:
+    """Write times (s, the writer's clock) of the module's heartbeats recorded so far, in order."""
+    from hardpoint.core.v1 import health_pb2
+
+    out = []
+    for f in tap.frames():
+        msg = health_pb2.ModuleHealth()
+        try:
+            msg.ParseFromString(f.payload)
+        except Exception:  # a bad heartbeat is the header check's finding, not this one's
+            continue
+        if msg.module == module and f.written_ns:
+            out.append(f.written_ns / 1e9)
+    return sorted(out)
+
+
+def judge_heartbeat_gaps(beats: list[float], since: float, until: float, deadline_ms: int) -> list[str]:
+    """Silences of the heartbeat longer than ``deadline_ms`` + :data:`JITTER_MS` between ``since`` and ``until``.
+
+    Times are on the wall clock (s); the silence before the first beat after ``since`` and after the last one
+    before ``until`` count too.
+    """
+    allowed = (deadline_ms + JITTER_MS) / 1000
+    inside = [t for t in beats if since <= t <= until]
+    edges = [since, *inside, until]
+    problems = []
+    for a, b in itertools.pairwise(edges):
+        if b - a > allowed:
+            problems.append(
+                f"no heartbeat for {(b - a) * 1000:.0f} ms from +{a - since:.1f} s (deadline {deadline_ms} ms, "
+                f"{deadline_ms + JITTER_MS} ms allowed)"
+            )
+    return problems
+
+
+@pytest.mark.hardpoint("CF-LC-006", "SDK-LC-006", "IF-CORE-HEALTH-DEADLINE")
+def test_transitions_answered_in_time_with_heartbeats(
+    lifecycle_host: HostedModule, request: pytest.FixtureRequest
+) -> None:
+    """Each transition is answered within the heartbeat deadline, and the heartbeat never stops longer meanwhile.
+
+    A fresh worker takes configure, activate, deactivate, cleanup and shutdown, and stays ACTIVE for longer than
+    the deadline. Each transition is asked with a time-out of the bound (plus the scheduling allowance): a hook
+    that blocks is not waited for, its worker is killed.
+    """
+    host, name = lifecycle_host, lifecycle_host.manifest.name
+    deadline_ms = heartbeat_deadline_ms()
+    bound = bound_s()
+    health = host.tap_of([HEALTH])
+    try:
+        _fresh(host)
+        if not wait_until(lambda: _beat_times(health, name), timeout_s=MATCH_S):
+            pytest.fail(f"CF-LC-006: module {name!r}: no heartbeat within {MATCH_S:g} s of start", pytrace=False)
+        since = time.time()
+        state, taken, problems, longest = "unconfigured", [], [], 0.0
+        for transition in TIMED_WALK:
+            asked = time.monotonic()
+            reply = host.transition(transition, timeout_s=bound)
+            took = time.monotonic() - asked
+            longest = max(longest, took)
+            if not reply["state"]:
+                problems.append(
+                    f"{transition} from {state} not answered within {bound:g} s (the heartbeat deadline, "
+                    f"{deadline_ms} ms, plus {JITTER_MS} ms): the worker was killed ({reply['error']})"
+                )
+                host.kill()
+                break
+            taken.append(f"{transition} {took * 1000:.0f} ms")
+            state = reply["state"]
+            if state == "active":  # longer than the deadline: the heartbeat must go on by itself, not on changes
+                time.sleep(bound + HOLD_EXTRA_S)
+        until = time.time()
+        # A hook that blocks the dispatch thread stops the heartbeat too (it beats on that thread).
+        beats = _beat_times(health, name)
+        silences = judge_heartbeat_gaps(beats, since, until, deadline_ms)
+        edges = [since, *(t for t in beats if since <= t <= until), until]
+        quiet = max((b - a for a, b in itertools.pairwise(edges)), default=0.0)
+        judged(
+            request,
+            len(taken),
+            f"transitions answered (longest {longest * 1000:.0f} ms; longest heartbeat silence {quiet * 1000:.0f} ms)",
+        )
+        request.node.user_properties.append(("transitions", ", ".join(taken)))
+        if problems or silences:
+            pytest.fail(
+                f"CF-LC-006: module {name!r}: every transition must be answered within {deadline_ms} ms with its "
+                f"heartbeat going on: "
+                + "; ".join([*problems, *silences])
+                + f" (answered: {', '.join(taken) or 'none'})",
+                pytrace=False,
+            )
+    finally:
+        health.close()

@@ -258,20 +258,37 @@ def collect_announcements(domain_id: int, pid: int, interfaces: Sequence[str], t
 
 
 def collect_stamps(host: HostedModule, provided: Mapping[str, InterfaceSpec], timeout_s: float) -> dict[str, set[str]]:
-    """Schema ids on the samples the module (``source`` = its name) publishes on each provided interface."""
-    from hardpoint import Frame
+    """Schema ids on the samples the module publishes on each provided interface.
+
+    The module's samples are those its participants wrote (CF-HOST-004), whatever source they claim.
+    """
+    from hardpoint import Frame, FrameReader
 
     stamps = _Stamps()
-    readers = []
+    readers: list[FrameReader] = []
+    theirs: dict[tuple[str, int], bool] = {}  # (interface, writer handle) -> written by the module
+
+    def module_wrote(interface: str, reader: FrameReader, frame: Frame) -> bool:
+        key = (interface, frame.writer)
+        if key not in theirs:
+            identity = reader.writer_identity(frame.writer)
+            mine = host.wrote(identity, frame.source)
+            if identity is None:
+                return mine  # judged by its claimed source this once; a later frame may resolve its writer
+            theirs[key] = mine
+        return theirs[key]
+
     for name, spec in provided.items():
         channel = contract_channel(spec)
+        box: list[FrameReader] = []
 
-        def deliver(frames: Sequence[Frame], interface: str = name) -> None:
+        def deliver(frames: Sequence[Frame], interface: str = name, box: list[FrameReader] = box) -> None:
             for frame in frames:
-                if frame.source == host.name and frame.count > 0:
+                if frame.count > 0 and box and module_wrote(interface, box[0], frame):
                     stamps.add(interface, frame.schema_id)
 
-        readers.append(host.transport.open_reader(channel, deliver))
+        box.append(host.transport.open_reader(channel, deliver))
+        readers.append(box[0])
     periodic = {n for n, s in provided.items() if s.nominal_rate_hz > 0}
     try:
         deadline = time.monotonic() + timeout_s
