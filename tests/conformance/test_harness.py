@@ -69,7 +69,10 @@ def test_every_participant_the_module_makes_is_its_own_and_the_suites_are_not() 
         assert first is not None
         assert wait_until(lambda: len(host.module_participants()) == 2, timeout_s=15.0), host.log_tail()
         assert first in host.module_participants()
-        assert "hp/alert/v1/alert" in {w.topic_name for w in host.publications()}
+        # The late participant is discovered before its writer is: wait for the writer too.
+        assert wait_until(lambda: "hp/alert/v1/alert" in {w.topic_name for w in host.publications()}, timeout_s=15.0), {
+            w.topic_name for w in host.publications()
+        }
         late = next(iter(host.module_participants() - {first}))
         assert f"participant {late} of process {host.pid} (python, the module's worker)" in host.participant_details(
             late
