@@ -275,12 +275,15 @@ class Daemon:
         from hardpoint_runtime._provenance import admissible
 
         update = self.config.update
-        required = update is not None and update.require_evidence
+        if update is None or not update.require_evidence:
+            # Everything may run: only the selected distributions' provenance is computed (_note_provenance),
+            # not a hash of every installed module's files at each start.
+            return installed, {}
         kept: dict[str, list[Any]] = {}
         refused: dict[str, list[str]] = {}
         for name, dists in installed.items():
             for dist in dists:
-                why = admissible(name, dist.version, self._provenance_of(dist), require_evidence=required)
+                why = admissible(name, dist.version, self._provenance_of(dist), require_evidence=True)
                 if why:
                     refused.setdefault(name, []).append(why)
                     self.event("module_refused", module=name, severity="warning", detail={"reason": why})
